@@ -1,0 +1,1 @@
+"""Streaming recommendation job: Kafka sales -> validated events -> ALS runs."""

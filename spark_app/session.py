@@ -1,0 +1,75 @@
+"""The one place a SparkSession is built; everything else receives it.
+
+Launched by `spark-submit`, the master and jars come from its command line and are left alone.
+Started from plain Python (tests, demo, benchmarks), the session gets `master` and the jars
+that scripts/setup fetched into .deps/ through `spark.jars`, so nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from spark_app.errors import MissingJarError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
+CONF_DIR = REPO_ROOT / "conf"
+KAFKA_CONNECTOR_PREFIX = "spark-sql-kafka-0-10"
+
+
+def launched_by_spark_submit() -> bool:
+    """True inside a Python driver started by spark-submit (its JVM is already running)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_jars(deps_dir: Path = DEPS_DIR) -> list[Path]:
+    """Jars Spark needs beyond pyspark's own: the Kafka connector, and GraphFrames if fetched."""
+    kafka_jars = sorted((deps_dir / "spark-jars").glob("*.jar"))
+    if not any(j.name.startswith(KAFKA_CONNECTOR_PREFIX) for j in kafka_jars):
+        raise MissingJarError(
+            f"the Spark Kafka connector is not in {deps_dir / 'spark-jars'}; run scripts/setup"
+        )
+    return kafka_jars + sorted((deps_dir / "graphframes-jars").glob("*.jar"))
+
+
+def create_session(
+    *,
+    app_name: str,
+    master: str,
+    shuffle_partitions: int,
+    extra_conf: Mapping[str, str] | None = None,
+    jars: list[Path] | None = None,
+) -> SparkSession:
+    """Build (or join) the SparkSession with the project's settings."""
+    builder = SparkSession.builder.appName(app_name)
+    if not launched_by_spark_submit():
+        builder = builder.master(master)
+        os.environ.setdefault("SPARK_CONF_DIR", str(CONF_DIR))
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        chosen = spark_jars() if jars is None else jars
+        if chosen:
+            builder = builder.config("spark.jars", ",".join(str(j) for j in chosen))
+    builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+    builder = builder.config("spark.sql.session.timeZone", "UTC")
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    log.info("Spark %s session %s on %s", spark.version, app_name, spark.sparkContext.master)
+    return spark
+
+
+def graphframes_jar_loaded(spark: SparkSession) -> bool:
+    """Whether GraphFrames' JVM classes can be loaded by this session."""
+    try:
+        loader = spark.sparkContext._jvm.Thread.currentThread().getContextClassLoader()  # type: ignore[union-attr]
+        loader.loadClass("org.graphframes.GraphFramePythonAPI")
+        return True
+    except Exception:  # noqa: BLE001 - py4j raises a generic error for a missing class
+        return False

@@ -1,0 +1,59 @@
+"""Session-wide fixtures: one SparkSession with the real jars, one real Kafka broker.
+
+Both start at most once per pytest session, on loopback, in temporary folders, and are
+stopped at the end even when tests fail. Unit tests that need neither never start them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("SPARK_CONF_DIR", str(REPO_ROOT / "conf"))
+# The driver's Python and the workers' Python must be the same interpreter (the venv's).
+os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", os.sys.executable)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One local[2] SparkSession for the whole test session, with the Kafka connector jars."""
+    from spark_app.session import create_session
+
+    tmp = tmp_path_factory.mktemp("spark")
+    session = create_session(
+        app_name="recsys-tests",
+        master="local[2]",
+        shuffle_partitions=2,
+        extra_conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.warehouse.dir": str(tmp / "warehouse"),
+            "spark.local.dir": str(tmp / "local"),
+            "spark.sql.streaming.checkpointLocation": str(tmp / "checkpoints"),
+            "spark.default.parallelism": "2",
+            "spark.driver.memory": "2g",
+        },
+    )
+    session.sparkContext.setCheckpointDir(str(tmp / "rdd-checkpoints"))
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real single-node Kafka broker (KRaft) on free loopback ports, for the whole session."""
+    from infra.kafka_local import LocalKafka
+
+    broker = LocalKafka(home=tmp_path_factory.mktemp("kafka"), brokers=1)
+    broker.start(timeout=120)
+    try:
+        yield broker
+    finally:
+        broker.stop()
