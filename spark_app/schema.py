@@ -108,3 +108,27 @@ def user_vertex_id(raw_user_id: str) -> str:
 def product_vertex_id(raw_product_id: str) -> str:
     """Graph vertex id of a product; never equal to a user's, whatever the raw ids are."""
     return PRODUCT_VERTEX_PREFIX + raw_product_id
+
+
+class Reason:
+    """Why an event was quarantined: the `reason` column holds `CODE` or `CODE:field`.
+
+    The producer's bad-event injection produces each kind; the job's validation detects each.
+    """
+
+    OVERSIZED = "oversized"  # raw value longer than stream.max_message_bytes
+    MALFORMED_JSON = "malformed_json"  # not parseable as JSON
+    NOT_AN_OBJECT = "not_an_object"  # valid JSON but not an object (array, number, string)
+    MISSING_FIELD = "missing_field"  # required field absent or null, e.g. missing_field:user_id
+    EMPTY_ID = "empty_id"  # user_id/product_id is an empty or blank string
+    WRONG_TYPE = "wrong_type"  # e.g. quantity "3" (a string) or 2.5; ids that are not strings
+    QUANTITY_NOT_POSITIVE = "quantity_not_positive"  # quantity <= 0
+    QUANTITY_TOO_LARGE = "quantity_too_large"  # quantity > stream.max_quantity
+    TIMESTAMP_UNPARSEABLE = "timestamp_unparseable"  # neither ISO-8601 nor epoch milliseconds
+    TIMESTAMP_IN_FUTURE = "timestamp_in_future"  # beyond now + stream.max_future_seconds
+    TIMESTAMP_TOO_OLD = "timestamp_too_old"  # before stream.min_timestamp
+    PRICE_INVALID = "price_invalid"  # price present but negative or not a number
+
+    @staticmethod
+    def of(code: str, field: str | None = None) -> str:
+        return f"{code}:{field}" if field else code
