@@ -54,6 +54,7 @@ class TrainingConfig(_Section):
     threshold: int = Field(gt=0)
     max_wait_seconds: float = Field(ge=0)
     window_events: int = Field(ge=0)
+    runner: Literal["als", "record"]
 
 
 class PathsConfig(_Section):

@@ -44,6 +44,7 @@ RAW_VALUE = "raw_value"
 # --- columns added by the job -------------------------------------------------------------------
 EVENT_TIME = "event_time"  # parsed `timestamp`, a Spark timestamp (UTC)
 BATCH_ID = "batch_id"  # micro-batch that persisted the row (idempotency key)
+SEQ = "seq"  # position of a valid event in commit order: 0, 1, 2, ... (defines training sets)
 REASON = "reason"  # why a record was quarantined
 QUARANTINED_AT = "quarantined_at"
 

@@ -1,0 +1,47 @@
+"""What the streaming job runs at each training cut (see `training.runner`)."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame
+
+from spark_app.config import AppConfig
+from spark_app.stream.batch import Trainer
+from spark_app.stream.ledger import Ledger, TrainingRecord
+
+log = logging.getLogger(__name__)
+
+
+def record_only(events: DataFrame, record: TrainingRecord, ledger: Ledger) -> tuple[None, None]:
+    """Dry run: log the training set that a run would get, publish nothing."""
+    log.info("training run %d (dry run): %d events, seq [%d, %d)", record.sequence,
+             record.cut - record.first_seq, record.first_seq, record.cut)
+    return None, None
+
+
+def als_trainer(cfg: AppConfig) -> Trainer:
+    """The real run: ALS, evaluation, recommendations, graph, published under results/."""
+    from spark_app.training import run_training
+
+    def train(events: DataFrame, record: TrainingRecord, ledger: Ledger) -> tuple[str, bool]:
+        previous = ledger.trainings[-1].cut if ledger.trainings else 0
+        outcome = run_training(
+            events.sparkSession,
+            events,
+            cfg,
+            sequence=record.sequence,
+            event_counts={
+                "training_set": record.cut - record.first_seq,
+                "total_valid": ledger.total_valid,
+                "new_since_last_run": record.cut - previous,
+            },
+            kafka_offsets=ledger.offsets,
+        )
+        return outcome.run_id, outcome.accepted
+
+    return train
+
+
+def trainer_for(cfg: AppConfig) -> Trainer:
+    return als_trainer(cfg) if cfg.training.runner == "als" else record_only

@@ -1,0 +1,164 @@
+"""Export: write a run under results/.tmp-<run_id>, publish it by one rename, move `latest`.
+
+A reader never sees a half-written run: until the rename the run is a dot-folder (readers
+ignore those); `latest` is a symlink replaced with os.replace. A crash mid-export leaves only
+the .tmp-<run_id> folder, removed by clean_stale_tmp() at the start of the next run.
+Layout and file formats: docs/run-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+RUNS = "runs"
+REJECTED = "rejected"
+LATEST = "latest"
+TMP_PREFIX = ".tmp-"
+MODEL_DIR = "model"
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+VERTICES_CSV = "vertices.csv"
+EDGES_CSV = "edges.csv"
+POPULAR_CSV = "popular.csv"
+# Up to this many rows a CSV is one file (one task writes it); above, a folder of part files
+# each with the header, as docs/run-format.md allows.
+SINGLE_CSV_MAX_ROWS = 5_000_000
+
+
+def make_run_id(sequence: int, now: datetime) -> str:
+    """`YYYYMMDDTHHMMSSZ-<seq:06d>` (UTC): sorts by time."""
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{sequence:06d}"
+
+
+def tmp_dir(results: Path, run_id: str) -> Path:
+    """Where a run is written before it is published."""
+    return results / f"{TMP_PREFIX}{run_id}"
+
+
+def clean_stale_tmp(results: Path) -> list[Path]:
+    """Remove .tmp-* folders left by runs that crashed; return what was removed."""
+    removed = []
+    if results.is_dir():
+        for stale in sorted(results.glob(f"{TMP_PREFIX}*")):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    if removed:
+        log.warning("removed %d stale partial run(s): %s", len(removed), [p.name for p in removed])
+    return removed
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(obj: dict[str, Any], path: Path) -> None:
+    """Write `obj` as indented JSON (NaN -> null)."""
+    path.write_text(json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(df: DataFrame, path: Path, rows: int | None = None) -> None:
+    """`df` as one CSV file with a header at `path` (a folder of parts beyond the row limit)."""
+    if rows is not None and rows > SINGLE_CSV_MAX_ROWS:
+        df.write.option("header", True).csv(str(path))
+        return
+    parts = path.parent / f".{path.name}.parts"
+    df.coalesce(1).write.option("header", True).mode("overwrite").csv(str(parts))
+    written = sorted(parts.glob("part-*.csv"))
+    if len(written) != 1:
+        raise RuntimeError(f"expected one CSV part in {parts}, found {len(written)}")
+    os.rename(written[0], path)
+    shutil.rmtree(parts)
+
+
+def save_model(model: ALSModel, path: Path) -> None:
+    """Save the ALS model (ALSModel.load(path) reads it)."""
+    model.write().overwrite().save(str(path))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a complete run folder into place with one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        raise FileExistsError(f"{final} already exists; run ids must be unique")
+    os.rename(tmp, final)
+
+
+def point_latest(results: Path, run_id: str) -> None:
+    """Make results/latest point at runs/<run_id> (relative link), replacing it atomically."""
+    link = results / LATEST
+    tmp_link = results / f"{TMP_PREFIX}latest-{uuid.uuid4().hex[:8]}"
+    os.symlink(Path(RUNS) / run_id, tmp_link)
+    os.replace(tmp_link, link)
+
+
+def latest_run_id(results: Path) -> str | None:
+    """The run `latest` points at, or None."""
+    link = results / LATEST
+    return os.readlink(link).rstrip("/").split("/")[-1] if link.is_symlink() else None
+
+
+def export_accepted(
+    results: Path,
+    run_id: str,
+    *,
+    model: ALSModel,
+    vertices: DataFrame,
+    edges: DataFrame,
+    popular: DataFrame,
+    metrics: dict[str, Any],
+    manifest: dict[str, Any],
+    row_counts: dict[str, int] | None = None,
+) -> Path:
+    """Write every file of an accepted run, publish it under runs/ and move `latest`."""
+    counts = row_counts or {}
+    tmp = tmp_dir(results, run_id)
+    tmp.mkdir(parents=True, exist_ok=False)
+    write_csv(vertices, tmp / VERTICES_CSV, counts.get("vertices"))
+    write_csv(edges, tmp / EDGES_CSV, counts.get("edges"))
+    write_csv(popular, tmp / POPULAR_CSV, counts.get("popular"))
+    save_model(model, tmp / MODEL_DIR)
+    write_json(metrics, tmp / METRICS)
+    write_json(manifest, tmp / MANIFEST)
+    final = results / RUNS / run_id
+    publish(tmp, final)
+    point_latest(results, run_id)
+    log.info("published run %s at %s; latest -> %s", run_id, final, run_id)
+    return final
+
+
+def export_rejected(
+    results: Path, run_id: str, *, metrics: dict[str, Any], manifest: dict[str, Any]
+) -> Path:
+    """Write metrics and manifest of a rejected run under rejected/; `latest` is left alone."""
+    tmp = tmp_dir(results, run_id)
+    tmp.mkdir(parents=True, exist_ok=False)
+    write_json(metrics, tmp / METRICS)
+    write_json(manifest, tmp / MANIFEST)
+    final = results / REJECTED / run_id
+    publish(tmp, final)
+    log.info("rejected run %s recorded at %s; latest unchanged", run_id, final)
+    return final

@@ -1,0 +1,169 @@
+"""Prepare: events -> one row per (user, product) with stable integer ALS ids.
+
+The integer ids live in a persisted mapping (Parquet, one per kind: users, products) so that an
+id seen in an earlier run keeps its index; new ids get max+1, max+2, ... The mapping is written
+as a new version folder and switched by replacing a small pointer file, so a reader (or a crash)
+never sees a half-written mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+from spark_app.errors import MissingColumnError
+from spark_app.schema import (
+    EVENT_TIME,
+    PRODUCT_ID,
+    PRODUCT_IDX,
+    PURCHASES,
+    QUANTITY,
+    RATING,
+    USER_ID,
+    USER_IDX,
+)
+
+log = logging.getLogger(__name__)
+
+LAST_EVENT_TIME = "last_event_time"  # latest purchase of the pair (used by the `latest` split)
+ID_MAP_POINTER = "CURRENT"  # file naming the live version folder of an id map
+ID_MAP_VERSION_PREFIX = "v-"
+ID_MAP_KEEP_VERSIONS = 2  # the live version and the one before it
+
+
+def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
+    """Raise MissingColumnError naming what `where` needs and did not get."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MissingColumnError(
+            f"{where} needs columns {missing}; the DataFrame has {df.columns}"
+        )
+
+
+def aggregate_pairs(events: DataFrame) -> DataFrame:
+    """Events -> (user_id, product_id, rating = sum(quantity), purchases = count, last time)."""
+    require_columns(events, (USER_ID, PRODUCT_ID, QUANTITY, EVENT_TIME), "aggregate_pairs")
+    return events.groupBy(USER_ID, PRODUCT_ID).agg(
+        F.sum(QUANTITY).cast("double").alias(RATING),
+        F.count(F.lit(1)).alias(PURCHASES),
+        F.max(EVENT_TIME).alias(LAST_EVENT_TIME),
+    )
+
+
+def id_map_schema(id_col: str, idx_col: str) -> StructType:
+    """Schema of a persisted id map: raw string id -> integer ALS index."""
+    return StructType(
+        [StructField(id_col, StringType(), False), StructField(idx_col, IntegerType(), False)]
+    )
+
+
+def missing_ids(current: DataFrame, ids: DataFrame, id_col: str) -> DataFrame:
+    """Distinct ids of `ids` that the map `current` does not hold yet."""
+    return ids.select(id_col).distinct().join(current.select(id_col), id_col, "left_anti")
+
+
+def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> DataFrame:
+    """Number `new_ids` start, start+1, ... in id order.
+
+    The window runs over the new ids only (one partition): bounded by what arrived since the
+    last run, not by the whole history.
+    """
+    return new_ids.select(
+        id_col,
+        (F.row_number().over(Window.orderBy(id_col)) - 1 + F.lit(start))
+        .cast(IntegerType())
+        .alias(idx_col),
+    )
+
+
+def extend_id_map(
+    current: DataFrame, ids: DataFrame, id_col: str, idx_col: str, start: int
+) -> DataFrame:
+    """The current map plus every id of `ids` it lacks; existing ids keep their index."""
+    new = number_ids(missing_ids(current, ids, id_col), id_col, idx_col, start)
+    return current.select(id_col, idx_col).unionByName(new)
+
+
+def _read_pointer(map_dir: Path) -> str | None:
+    pointer = map_dir / ID_MAP_POINTER
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    return name if name and (map_dir / name).is_dir() else None
+
+
+def load_id_map(spark: SparkSession, map_dir: Path, id_col: str, idx_col: str) -> DataFrame:
+    """The live version of the id map in `map_dir`, or an empty map if there is none yet."""
+    version = _read_pointer(map_dir)
+    if version is None:
+        return spark.createDataFrame([], id_map_schema(id_col, idx_col))
+    return spark.read.schema(id_map_schema(id_col, idx_col)).parquet(str(map_dir / version))
+
+
+def save_id_map(id_map: DataFrame, map_dir: Path) -> Path:
+    """Write `id_map` as a new version folder and switch the pointer to it atomically."""
+    map_dir.mkdir(parents=True, exist_ok=True)
+    live = _read_pointer(map_dir)
+    number = int(live[len(ID_MAP_VERSION_PREFIX) :]) + 1 if live else 1
+    name = f"{ID_MAP_VERSION_PREFIX}{number:06d}"
+    tmp = map_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    id_map.write.mode("overwrite").parquet(str(tmp))
+    final = map_dir / name
+    if final.exists():  # left over by a crash between rename and pointer switch
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    pointer_tmp = map_dir / f".{ID_MAP_POINTER}.{uuid.uuid4().hex[:8]}"
+    pointer_tmp.write_text(name + "\n")
+    os.replace(pointer_tmp, map_dir / ID_MAP_POINTER)
+    _drop_old_versions(map_dir, keep=name)
+    return final
+
+
+def _drop_old_versions(map_dir: Path, keep: str) -> None:
+    versions = sorted(
+        p.name for p in map_dir.iterdir() if p.is_dir() and p.name.startswith(ID_MAP_VERSION_PREFIX)
+    )
+    for old in versions[: -ID_MAP_KEEP_VERSIONS]:
+        if old != keep:
+            shutil.rmtree(map_dir / old, ignore_errors=True)
+    for stale in map_dir.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def update_id_map(
+    spark: SparkSession, ids: DataFrame, map_dir: Path, id_col: str, idx_col: str
+) -> DataFrame:
+    """Load the map in `map_dir`, add ids it lacks, persist it if it grew; return the live map."""
+    current = load_id_map(spark, map_dir, id_col, idx_col)
+    max_idx = current.agg(F.max(idx_col)).first()[0]
+    start = 0 if max_idx is None else int(max_idx) + 1
+    new = missing_ids(current, ids, id_col).cache()
+    try:
+        new_count = new.count()
+        if new_count == 0:
+            log.info("id map %s: no new ids (%d known)", map_dir.name, start)
+            return current
+        extended = current.select(id_col, idx_col).unionByName(
+            number_ids(new, id_col, idx_col, start)
+        )
+        save_id_map(extended, map_dir)
+    finally:
+        new.unpersist()
+    log.info("id map %s: %d new ids from index %d", map_dir.name, new_count, start)
+    return load_id_map(spark, map_dir, id_col, idx_col)
+
+
+def attach_indices(pairs: DataFrame, user_map: DataFrame, product_map: DataFrame) -> DataFrame:
+    """Add user_idx and product_idx to (user_id, product_id, ...) pairs; every id must be mapped."""
+    require_columns(pairs, (USER_ID, PRODUCT_ID), "attach_indices")
+    return pairs.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
+        product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_ID
+    )

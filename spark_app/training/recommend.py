@@ -1,0 +1,264 @@
+"""Recommend: top-N products per user (already-bought products left out) and a popular list.
+
+Two ways to score, same output `(user_idx, product_idx, score, rank)`:
+
+- `blocked` (the default): users are grouped into chunks of a few thousand; each chunk meets the
+  whole item-factor matrix once (a cross join with a one-row table) and a Python worker scores
+  it with one matrix product per block of users, masks the user's bought products with -inf and
+  keeps the top N by partial sort. The exclusion is exact (no over-fetch), nothing is exploded
+  or joined per candidate, and the scoring runs in native BLAS through numpy.
+  Limit: one task holds the whole item-factor matrix (products x rank x 4 bytes, 40 MB for
+  a million products at rank 10).
+- `spark`: ALSModel.recommendForUserSubset(N + extra), then the bought products are removed
+  inside each user's array (one join on the user, no explode/anti-join/window) and the array is
+  cut to N. `extra` = the largest number of products a user bought, capped; a user who bought
+  more than the cap may get fewer than N.
+
+The same scorer also ranks the popularity baseline: item "factor" = -popularity rank, user
+"factor" = 1, so model and baseline go through the very same exclusion code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyspark.ml.recommendation import ALSModel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import FloatType
+
+from spark_app.schema import PRODUCT_IDX, PURCHASES, RANK, RATING, SCORE, USER_IDX
+from spark_app.training.prepare import require_columns
+
+log = logging.getLogger(__name__)
+
+FEATURES = "features"
+QUANTITY_TOTAL = "quantity"  # popular list: total quantity bought
+RECS_SCHEMA = f"{USER_IDX} int, {PRODUCT_IDX} int, {SCORE} float, {RANK} int"
+STRATEGIES = ("blocked", "spark")
+DEFAULT_STRATEGY = "blocked"
+USERS_PER_CHUNK = 4096  # users scored by one task against the whole item matrix
+SCORE_CELLS_PER_BLOCK = 1 << 22  # users x items scores held at once by a worker (16 MB)
+SPARK_STRATEGY_EXTRA_CAP = 200  # `spark` strategy: most bought products over-fetched per user
+
+_USERS = "_users"
+_ITEMS = "_items"
+_BOUGHT = "_bought"
+_CHUNK = "_chunk"
+
+
+def user_vectors(model: ALSModel) -> DataFrame:
+    """The model's user factors as (user_idx, features)."""
+    return model.userFactors.select(F.col("id").alias(USER_IDX), FEATURES)
+
+
+def item_vectors(model: ALSModel) -> DataFrame:
+    """The model's item factors as (product_idx, features)."""
+    return model.itemFactors.select(F.col("id").alias(PRODUCT_IDX), FEATURES)
+
+
+def bought_lists(pairs: DataFrame) -> DataFrame:
+    """(user_idx, _bought: array<int>) of the products each user bought."""
+    return pairs.groupBy(USER_IDX).agg(F.collect_list(PRODUCT_IDX).alias(_BOUGHT))
+
+
+def _score_chunks(n: int, cells_per_block: int) -> Callable[[Iterator], Iterator]:
+    """A mapInArrow function: chunk rows (users x item matrix) -> top-n rows per user.
+
+    Self-contained (no references to this module) so that it is pickled by value and runs on
+    workers that cannot import spark_app.
+    """
+    names = [USER_IDX, PRODUCT_IDX, SCORE, RANK]
+    users_field, items_field = _USERS, _ITEMS
+
+    def score_one_chunk(users: Any, items: Any, np: Any, pa: Any, pc: Any) -> Any:
+        item_idx, item_feat = items.flatten()
+        ids = item_idx.to_numpy(zero_copy_only=False).astype(np.int64)
+        n_items, n_users = len(ids), len(users)
+        if n_items == 0 or n_users == 0:
+            return None
+        flat_items = item_feat.flatten().to_numpy(zero_copy_only=False)
+        rank_dim = len(flat_items) // n_items
+        feats = np.asarray(flat_items, dtype=np.float32).reshape(n_items, rank_dim)
+        order = np.argsort(ids, kind="stable")
+        ids, feats = ids[order], feats[order]
+
+        user_idx, user_feat, bought = users.flatten()
+        uids = user_idx.to_numpy(zero_copy_only=False).astype(np.int32)
+        ufeat = np.asarray(user_feat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        ufeat = ufeat.reshape(n_users, rank_dim)
+        lengths = pc.fill_null(pc.list_value_length(bought), 0).to_numpy(zero_copy_only=False)
+        bought_rows = np.repeat(np.arange(n_users), lengths)
+        bought_ids = bought.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+        pos = np.minimum(np.searchsorted(ids, bought_ids), n_items - 1)
+        known = ids[pos] == bought_ids
+        bought_rows, bought_cols = bought_rows[known], pos[known]
+
+        k = min(n, n_items)
+        block = max(1, cells_per_block // n_items)
+        out_u, out_p, out_s, out_r = [], [], [], []
+        for start in range(0, n_users, block):
+            stop = min(n_users, start + block)
+            scores = ufeat[start:stop] @ feats.T
+            sel = (bought_rows >= start) & (bought_rows < stop)
+            scores[bought_rows[sel] - start, bought_cols[sel]] = -np.inf
+            if k < n_items:
+                top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            else:
+                top = np.broadcast_to(np.arange(n_items), (stop - start, n_items))
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            ordering = np.lexsort((top, -top_scores), axis=1)  # score desc, then item asc
+            top = np.take_along_axis(top, ordering, axis=1)
+            top_scores = np.take_along_axis(top_scores, ordering, axis=1)
+            keep = np.isfinite(top_scores)
+            ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), top.shape)
+            rows = np.broadcast_to(np.arange(start, stop)[:, None], top.shape)
+            out_u.append(uids[rows[keep]])
+            out_p.append(ids[top[keep]].astype(np.int32))
+            out_s.append(top_scores[keep].astype(np.float32))
+            out_r.append(ranks[keep])
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array(np.concatenate(out_u), pa.int32()),
+                pa.array(np.concatenate(out_p), pa.int32()),
+                pa.array(np.concatenate(out_s), pa.float32()),
+                pa.array(np.concatenate(out_r), pa.int32()),
+            ],
+            names=names,
+        )
+
+    def score(batches: Iterator) -> Iterator:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for batch in batches:
+            users_col = batch.column(users_field)
+            items_col = batch.column(items_field)
+            for row in range(batch.num_rows):
+                result = score_one_chunk(users_col[row].values, items_col[row].values, np, pa, pc)
+                if result is not None:
+                    yield result
+
+    return score
+
+
+def top_n_blocked(
+    users: DataFrame,
+    items: DataFrame,
+    n: int,
+    *,
+    exclude: DataFrame | None = None,
+    num_chunks: int = 1,
+) -> DataFrame:
+    """Top-n items per user by dot product, leaving out each user's `exclude` pairs.
+
+    users: (user_idx, features array<float>); items: (product_idx, features array<float>);
+    exclude: (user_idx, product_idx) or None. Returns (user_idx, product_idx, score, rank)
+    with rank 1..n (fewer only when a user has fewer than n items left).
+    """
+    require_columns(users, (USER_IDX, FEATURES), "top_n_blocked users")
+    require_columns(items, (PRODUCT_IDX, FEATURES), "top_n_blocked items")
+    if exclude is not None:
+        with_bought = users.join(bought_lists(exclude), USER_IDX, "left")
+    else:
+        with_bought = users.withColumn(_BOUGHT, F.lit(None).cast("array<int>"))
+    chunks = with_bought.groupBy(
+        F.pmod(F.col(USER_IDX), F.lit(max(1, num_chunks))).alias(_CHUNK)
+    ).agg(F.collect_list(F.struct(USER_IDX, FEATURES, _BOUGHT)).alias(_USERS))
+    matrix = items.agg(F.collect_list(F.struct(PRODUCT_IDX, FEATURES)).alias(_ITEMS))
+    return chunks.crossJoin(matrix).select(_USERS, _ITEMS).mapInArrow(
+        _score_chunks(n, SCORE_CELLS_PER_BLOCK), RECS_SCHEMA
+    )
+
+
+def top_n_spark(
+    model: ALSModel,
+    users: DataFrame,
+    n: int,
+    *,
+    exclude: DataFrame | None = None,
+    extra: int = 0,
+) -> DataFrame:
+    """Top-n per user via recommendForUserSubset(n + extra), bought products removed in-array."""
+    recs = model.recommendForUserSubset(users.select(USER_IDX), n + extra)
+    items = F.col("recommendations")
+    if exclude is not None:
+        recs = recs.join(bought_lists(exclude), USER_IDX, "left")
+        items = F.filter(
+            items,
+            lambda r: ~F.array_contains(
+                F.coalesce(F.col(_BOUGHT), F.array().cast("array<int>")), r[PRODUCT_IDX]
+            ),
+        )
+    exploded = recs.select(USER_IDX, F.posexplode(F.slice(items, 1, n)).alias("_pos", "_rec"))
+    return exploded.select(
+        USER_IDX,
+        F.col(f"_rec.{PRODUCT_IDX}").cast("int").alias(PRODUCT_IDX),
+        F.col("_rec.rating").cast(FloatType()).alias(SCORE),
+        (F.col("_pos") + 1).cast("int").alias(RANK),
+    )
+
+
+def max_bought(exclude: DataFrame) -> int:
+    """Largest number of products one user bought (a small scalar)."""
+    value = exclude.groupBy(USER_IDX).count().agg(F.max("count")).first()[0]
+    return int(value or 0)
+
+
+def recommend_for_users(
+    model: ALSModel,
+    users: DataFrame,
+    n: int,
+    *,
+    exclude: DataFrame | None,
+    strategy: str = DEFAULT_STRATEGY,
+    num_chunks: int = 1,
+) -> DataFrame:
+    """Top-n (user_idx, product_idx, score, rank) from `model` for `users` (user_idx)."""
+    if strategy == "blocked":
+        targets = user_vectors(model).join(users.select(USER_IDX).distinct(), USER_IDX)
+        return top_n_blocked(
+            targets, item_vectors(model), n, exclude=exclude, num_chunks=num_chunks
+        )
+    if strategy == "spark":
+        extra = 0 if exclude is None else min(max_bought(exclude), SPARK_STRATEGY_EXTRA_CAP)
+        return top_n_spark(model, users, n, exclude=exclude, extra=extra)
+    raise ValueError(f"unknown recommend strategy {strategy!r}; expected one of {STRATEGIES}")
+
+
+def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
+    """Products ranked by purchases (then quantity, then index): (rank, product_idx, purchases,
+    quantity); the first n if given. One window over the catalog, not over events."""
+    require_columns(pairs, (PRODUCT_IDX, PURCHASES, RATING), "popular_products")
+    totals = pairs.groupBy(PRODUCT_IDX).agg(
+        F.sum(PURCHASES).alias(PURCHASES), F.sum(RATING).cast("long").alias(QUANTITY_TOTAL)
+    )
+    order = Window.orderBy(
+        F.col(PURCHASES).desc(), F.col(QUANTITY_TOTAL).desc(), F.col(PRODUCT_IDX).asc()
+    )
+    ranked = totals.select(
+        F.row_number().over(order).alias(RANK), PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL
+    )
+    return ranked if n is None else ranked.where(F.col(RANK) <= n)
+
+
+def popular_for_users(
+    popular: DataFrame,
+    users: DataFrame,
+    n: int,
+    *,
+    exclude: DataFrame | None,
+    num_chunks: int = 1,
+) -> DataFrame:
+    """The baseline: the popular list for each user, bought products left out, first n.
+
+    Same scorer and exclusion as the model (item score = -popularity rank).
+    """
+    items = popular.select(PRODUCT_IDX, F.array(-F.col(RANK).cast(FloatType())).alias(FEATURES))
+    targets = users.select(USER_IDX).distinct().select(
+        USER_IDX, F.array(F.lit(1.0).cast(FloatType())).alias(FEATURES)
+    )
+    return top_n_blocked(targets, items, n, exclude=exclude, num_chunks=num_chunks)

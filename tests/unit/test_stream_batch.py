@@ -1,0 +1,119 @@
+"""The foreachBatch handler on static DataFrames: counts, replays, cuts, recovery."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from spark_app import schema as S
+from spark_app.stream.batch import BatchProcessor, BatchSettings
+from spark_app.stream.ledger import load_ledger
+from spark_app.stream.store import read_events
+
+KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
+
+
+def settings(tmp_path, threshold=10, window=0, max_wait=0.0) -> BatchSettings:
+    return BatchSettings(
+        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold,
+        window_events=window, max_wait_seconds=max_wait, events_dir=tmp_path / "events",
+        quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",
+    )
+
+
+def batch(spark, start: int, n: int, partitions: int = 2, bad_every: int = 0):
+    """n Kafka records with offsets from `start`, spread over partitions."""
+    rows = []
+    for i in range(start, start + n):
+        event = {"event_id": f"e{i}", "user_id": f"u{i % 7}", "product_id": f"p{i % 5}",
+                 "quantity": 1, "timestamp": "2026-11-27T09:00:00Z"}
+        value = "not json" if bad_every and i % bad_every == 0 else json.dumps(event)
+        rows.append((value, "sales", i % partitions, i // partitions, KAFKA_TIME))
+    return spark.createDataFrame(
+        rows, "value string, topic string, partition int, offset long, timestamp timestamp"
+    )
+
+
+class Recorder:
+    """A trainer that remembers each run's training-set size and event ids."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.runs: list[tuple[int, int]] = []
+        self.fail_first = fail_first
+
+    def __call__(self, events, record, ledger):
+        if self.fail_first:
+            self.fail_first = False
+            raise RuntimeError("killed mid-training")
+        self.runs.append((record.sequence, events.count()))
+        return f"run-{record.sequence}", True
+
+
+def test_one_batch_crossing_two_thresholds_starts_two_runs(spark, tmp_path):
+    trainer = Recorder()
+    processor = BatchProcessor(settings(tmp_path), trainer)
+    processor.process(batch(spark, 0, 25), 0)
+    assert (trainer.runs, processor.ledger.total_valid - processor.ledger.trained_through) == (
+        [(1, 10), (2, 20)], 5)
+
+
+def test_replayed_batch_is_not_counted_or_stored_twice(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 8), 0)
+    restarted = BatchProcessor(s, Recorder())  # a new process reads the ledger back
+    restarted.process(batch(spark, 0, 8), 0)
+    restarted.process(batch(spark, 8, 4), 1)
+    stored = read_events(spark, s.events_dir, first_seq=0, end_seq=10**9, through_batch=1)
+    assert (restarted.ledger.total_valid, stored.select(S.EVENT_ID).distinct().count(),
+            stored.count()) == (12, 12, 12)
+
+
+def test_sequence_numbers_are_dense_and_unique(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    processor = BatchProcessor(s, Recorder())
+    processor.process(batch(spark, 0, 9, partitions=3, bad_every=4), 0)
+    processor.process(batch(spark, 9, 6, partitions=3), 1)
+    stored = read_events(spark, s.events_dir, first_seq=0, end_seq=10**9, through_batch=1)
+    seqs = sorted(r[S.SEQ] for r in stored.select(S.SEQ).collect())
+    assert seqs == list(range(processor.ledger.total_valid))
+
+
+def test_bad_records_are_quarantined_and_counted(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    processor = BatchProcessor(s, Recorder())
+    processor.process(batch(spark, 0, 20, bad_every=5), 0)
+    quarantined = spark.read.parquet(str(s.quarantine_dir)).count()
+    assert (processor.ledger.total_valid, processor.ledger.total_quarantined, quarantined) == (
+        16, 4, 4)
+
+
+def test_sliding_window_bounds_the_training_set(spark, tmp_path):
+    trainer = Recorder()
+    processor = BatchProcessor(settings(tmp_path, threshold=10, window=15), trainer)
+    processor.process(batch(spark, 0, 30), 0)
+    assert trainer.runs == [(1, 10), (2, 15), (3, 15)]
+
+
+def test_training_interrupted_by_a_crash_runs_again_at_restart(spark, tmp_path):
+    s = settings(tmp_path)
+    with pytest.raises(RuntimeError):
+        BatchProcessor(s, Recorder(fail_first=True)).process(batch(spark, 0, 12), 0)
+    trainer = Recorder()
+    restarted = BatchProcessor(s, trainer)
+    restarted.recover(spark)
+    assert (trainer.runs, load_ledger(s.state_dir).pending_training) == ([(1, 10)], None)
+
+
+def test_max_wait_trains_on_what_is_pending(spark, tmp_path):
+    now = [1000.0]
+    trainer = Recorder()
+    processor = BatchProcessor(settings(tmp_path, threshold=100, max_wait=60), trainer,
+                               clock=lambda: now[0])
+    processor.process(batch(spark, 0, 7), 0)
+    early = processor.check_max_wait(spark)
+    now[0] += 61
+    late = processor.check_max_wait(spark)
+    assert (early, late, trainer.runs) == (False, True, [(1, 7)])

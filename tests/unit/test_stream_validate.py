@@ -1,0 +1,111 @@
+"""Parsing and validation of raw Kafka records: every kind of bad event gets its reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from chispa import assert_df_equality
+
+from spark_app import schema as S
+from spark_app.errors import MissingColumnError
+from spark_app.schema import Reason
+from spark_app.stream.validate import classify, quarantined, valid_events
+
+KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
+LIMITS = dict(
+    max_message_bytes=300,
+    max_quantity=1000,
+    max_future_seconds=3600,
+    min_timestamp=datetime(2000, 1, 1, tzinfo=UTC),
+)
+GOOD = {"event_id": "e1", "user_id": "u1", "product_id": "p1", "quantity": 2,
+        "timestamp": "2026-11-27T09:00:00Z", "price": 9.5}
+
+
+def with_(**changes: object) -> str:
+    event = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in event.items() if v is not ...})
+
+
+# (raw value, expected reason or None for valid)
+CASES: list[tuple[str, str | None]] = [
+    (with_(), None),
+    (with_(timestamp=1795770000000), None),  # epoch milliseconds
+    (with_(event_id=..., price=...), None),  # optional fields absent
+    (with_(timestamp="2026-11-27T10:30:00+01:00"), None),  # an offset, 09:30 UTC
+    ("x" * 400, Reason.OVERSIZED),
+    ('{"user_id": "u1", ', Reason.MALFORMED_JSON),
+    ("[1, 2, 3]", Reason.NOT_AN_OBJECT),
+    ('"just a string"', Reason.NOT_AN_OBJECT),
+    (with_(user_id=...), "missing_field:user_id"),
+    (with_(product_id=None), "missing_field:product_id"),
+    (with_(quantity=...), "missing_field:quantity"),
+    (with_(timestamp=None), "missing_field:timestamp"),
+    (with_(user_id=17), "wrong_type:user_id"),
+    (with_(quantity="3"), "wrong_type:quantity"),
+    (with_(quantity=2.5), "wrong_type:quantity"),
+    (with_(timestamp=True), "wrong_type:timestamp"),
+    (with_(event_id=5), "wrong_type:event_id"),
+    (with_(product_id="  "), "empty_id:product_id"),
+    (with_(quantity=0), Reason.QUANTITY_NOT_POSITIVE),
+    (with_(quantity=-4), Reason.QUANTITY_NOT_POSITIVE),
+    (with_(quantity=1001), Reason.QUANTITY_TOO_LARGE),
+    (with_(timestamp="yesterday"), Reason.TIMESTAMP_UNPARSEABLE),
+    (with_(timestamp="2026-13-45T00:00:00Z"), Reason.TIMESTAMP_UNPARSEABLE),
+    (with_(timestamp="2027-11-27T10:00:00Z"), Reason.TIMESTAMP_IN_FUTURE),
+    (with_(timestamp="1999-12-31T23:59:59Z"), Reason.TIMESTAMP_TOO_OLD),
+    (with_(price=-1), Reason.PRICE_INVALID),
+    (with_(price="cheap"), Reason.PRICE_INVALID),
+]
+
+
+@pytest.fixture(scope="module")
+def raw(spark):
+    rows = [(value, "sales", 0, offset, KAFKA_TIME) for offset, (value, _) in enumerate(CASES)]
+    return spark.createDataFrame(
+        rows, "value string, topic string, partition int, offset long, timestamp timestamp"
+    )
+
+
+def test_every_kind_of_bad_event_gets_its_reason(spark, raw):
+    actual = classify(raw, **LIMITS).select(S.KAFKA_OFFSET, S.REASON)
+    expected = spark.createDataFrame(
+        [(offset, reason) for offset, (_, reason) in enumerate(CASES)],
+        f"{S.KAFKA_OFFSET} long, {S.REASON} string",
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_valid_events_are_typed_and_complete(spark, raw):
+    actual = valid_events(classify(raw, **LIMITS))
+    t9 = datetime(2026, 11, 27, 9, 0, 0)
+    expected = spark.createDataFrame(
+        [
+            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 0),
+            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 1),
+            ("sales-0-2", "u1", "p1", 2, t9, None, "sales", 0, 2),
+            ("e1", "u1", "p1", 2, datetime(2026, 11, 27, 9, 30), 9.5, "sales", 0, 3),
+        ],
+        S.EVENT_SCHEMA,
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_quarantine_keeps_raw_value_reason_and_position(spark, raw):
+    bad = quarantined(classify(raw, **LIMITS)).where(f"{S.KAFKA_OFFSET} = 6")
+    expected = spark.createDataFrame([("[1, 2, 3]", Reason.NOT_AN_OBJECT, "sales", 0, 6)],
+                                     S.QUARANTINE_SCHEMA)
+    assert_df_equality(bad, expected, ignore_nullable=True)
+
+
+def test_nothing_is_dropped(raw):
+    classified = classify(raw, **LIMITS)
+    counts = (valid_events(classified).count(), quarantined(classified).count())
+    assert counts == (4, len(CASES) - 4)
+
+
+def test_input_without_kafka_columns_is_a_named_error(spark):
+    with pytest.raises(MissingColumnError, match="offset"):
+        classify(spark.createDataFrame([("{}",)], "value string"), **LIMITS)
