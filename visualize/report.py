@@ -1,0 +1,338 @@
+"""Render a run: the four PNGs and an index.html that works from disk (file://, no server).
+
+Images and CSV links are relative, so the report folder can be opened straight from disk; the
+default folder is ``results/reports/<run_id>/`` (published runs are immutable, so the report
+is kept beside them, not inside them) and ``results/reports/latest`` points to the newest.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from visualize.loading import (
+    CSV_FILES,
+    LATEST,
+    MANIFEST,
+    METRIC_NAMES,
+    METRICS,
+    RECOMMENDATIONS,
+    Run,
+    csv_parts,
+    describe_sizes,
+    load_history,
+    load_run,
+    relative_link,
+    resolve_run,
+)
+from visualize.plots import (
+    DEFAULT_OPTIONS,
+    METRIC_TITLES,
+    DegreeDrawing,
+    GraphDrawing,
+    PlotOptions,
+    QualityDrawing,
+    TopProductsDrawing,
+    plot_degrees,
+    plot_graph,
+    plot_quality,
+    plot_top_products,
+)
+
+logger = logging.getLogger(__name__)
+
+REPORTS_DIR = "reports"
+INDEX = "index.html"
+GRAPH_PNG = "graph.png"
+DEGREES_PNG = "degrees.png"
+TOP_PNG = "top_products.png"
+QUALITY_PNG = "quality.png"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered report: where it is, what each picture shows, and how long each step took."""
+
+    run_id: str
+    out_dir: Path
+    index: Path
+    graph: GraphDrawing
+    degrees: DegreeDrawing
+    top_products: TopProductsDrawing
+    quality: QualityDrawing
+    seconds: dict[str, float]
+
+
+def default_out_dir(results: Path, run_id: str) -> Path:
+    """``results/reports/<run_id>/``: the report of a run unless --out says otherwise."""
+    return Path(results) / REPORTS_DIR / run_id
+
+
+def render_run(
+    results: Path,
+    run: str = LATEST,
+    out: Path | None = None,
+    *,
+    options: PlotOptions = DEFAULT_OPTIONS,
+) -> Rendered:
+    """Read run ``run`` (an id or "latest") from ``results``, draw it, and write the report."""
+    results = Path(results)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    loaded = load_run(resolve_run(results, run))
+    history = load_history(results)
+    seconds["read"] = time.perf_counter() - started
+    default = out is None
+    out_dir = Path(out) if out is not None else default_out_dir(results, loaded.run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def timed(name: str, draw: Any, *args: Any, **kwargs: Any) -> Any:
+        begin = time.perf_counter()
+        drawing = draw(*args, **kwargs)
+        seconds[name] = time.perf_counter() - begin
+        return drawing
+
+    graph = timed("graph", plot_graph, loaded.vertices, loaded.edges, out_dir / GRAPH_PNG,
+                  run_id=loaded.run_id, options=options)
+    degrees = timed("degrees", plot_degrees, loaded.vertices, loaded.metrics,
+                    out_dir / DEGREES_PNG, options=options)
+    top = timed("top_products", plot_top_products, loaded.vertices, out_dir / TOP_PNG,
+                options=options)
+    quality = timed("quality", plot_quality, history, out_dir / QUALITY_PNG,
+                    current_run=loaded.run_id, options=options)
+    begin = time.perf_counter()
+    index = out_dir / INDEX
+    page = build_html(loaded, out_dir, graph, degrees, top, quality)
+    tmp = out_dir / f".{INDEX}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, index)  # the page appears whole, after its images
+    if default:
+        _point_reports_latest(results, loaded.run_id)
+    seconds["html"] = time.perf_counter() - begin
+    seconds["total"] = time.perf_counter() - started
+    logger.info("report of run %s written to %s in %.2f s", loaded.run_id, index,
+                seconds["total"])
+    return Rendered(loaded.run_id, out_dir, index, graph, degrees, top, quality, seconds)
+
+
+def _point_reports_latest(results: Path, run_id: str) -> None:
+    """Replace ``results/reports/latest`` atomically with a link to the newest report."""
+    reports = Path(results) / REPORTS_DIR
+    link = reports / LATEST
+    tmp = reports / f".{LATEST}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_id)
+    os.replace(tmp, link)
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto;
+       max-width: 1280px; padding: 1rem 1.5rem; color: #1d2330; }
+h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { margin-top: 2rem; font-size: 1.2rem; }
+.sub { color: #5a6270; margin-top: 0; }
+.badge { display: inline-block; padding: .1rem .5rem; border-radius: .6rem; font-size: .85rem;
+         color: white; } .ok { background: #2e7d32; } .bad { background: #c0392b; }
+table { border-collapse: collapse; margin: .5rem 0; font-size: .92rem; }
+th, td { border-bottom: 1px solid #d9dde3; padding: .25rem .7rem; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.accept td { font-weight: 600; background: #eef5ff; }
+.grid { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
+img[alt="recommendation graph"] { max-width: min(100%, 960px); }
+figcaption { color: #5a6270; font-size: .9rem; }
+.up { color: #2e7d32; } .down { color: #c0392b; }
+footer { margin-top: 2rem; color: #8a909a; font-size: .8rem; }
+"""
+
+
+def _e(value: object) -> str:
+    """HTML-escaped text of a value."""
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: object, digits: int = 4) -> str:
+    """An escaped table cell: floats rounded, ints with separators, None as an en dash."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return _e(value)
+
+
+def _table(rows: list[tuple[object, ...]], head: tuple[str, ...], numeric_from: int = 1,
+           row_class: Mapping[int, str] | None = None) -> str:
+    """An HTML table; columns from ``numeric_from`` on are right-aligned."""
+    cls = row_class or {}
+
+    def cell(i: int, v: object, tag: str) -> str:
+        num = ' class="num"' if i >= numeric_from else ""
+        return f"<{tag}{num}>{v}</{tag}>"
+
+    out = ["<table>", "<tr>" + "".join(cell(i, _e(h), "th") for i, h in enumerate(head)) + "</tr>"]
+    for n, row in enumerate(rows):
+        klass = f' class="{cls[n]}"' if n in cls else ""
+        out.append(f"<tr{klass}>" + "".join(cell(i, v, "td") for i, v in enumerate(row)) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dict -> sorted (dotted.key, value) pairs, for the parameters table."""
+    pairs: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            pairs += _flatten(value, name + ".")
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def metrics_rows(metrics: Mapping[str, Any]) -> list[tuple[str, object, object, object]]:
+    """(metric, model, baseline, model - baseline) for the model-vs-baseline table."""
+    k = metrics.get("k", "k")
+    model, baseline = metrics.get("model") or {}, metrics.get("baseline") or {}
+    rows = []
+    for name in METRIC_NAMES:
+        m, b = model.get(name), baseline.get(name)
+        diff = m - b if isinstance(m, int | float) and isinstance(b, int | float) else None
+        rows.append((METRIC_TITLES[name].format(k=k), m, b, diff))
+    return rows
+
+
+def _metrics_table(metrics: Mapping[str, Any]) -> str:
+    """The model vs baseline table, the acceptance metric's row highlighted."""
+    accept = metrics.get("accept_metric")
+    rows, classes = [], {}
+    for n, (name, (title, m, b, diff)) in enumerate(zip(METRIC_NAMES, metrics_rows(metrics),
+                                                         strict=True)):
+        better = None if diff is None else (diff < 0 if name == "rmse" else diff > 0)
+        arrow = "" if better is None else (' class="up"' if better else ' class="down"')
+        shown = "–" if diff is None else f"<span{arrow}>{diff:+.4f}</span>"
+        rows.append((_e(title), _fmt(m), _fmt(b), shown))
+        if name == accept:
+            classes[n] = "accept"
+    return _table(rows, ("metric", "model", "baseline", "model − baseline"), row_class=classes)
+
+
+def _figure(src: str, alt: str, caption: str, drawing_size: tuple[int, int]) -> str:
+    """A <figure> with a relative image; width/height attributes keep the layout stable."""
+    w, h = drawing_size
+    return (f'<figure><a href="{_e(src)}"><img src="{_e(src)}" alt="{_e(alt)}" width="{w}" '
+            f'height="{h}"></a><figcaption>{_e(caption)}</figcaption></figure>')
+
+
+def _files_table(run: Run, out_dir: Path) -> str:
+    """Relative links to the run's JSON and CSV files (a part folder links to the folder)."""
+    rows = []
+    for name in (MANIFEST, METRICS, *CSV_FILES, RECOMMENDATIONS):
+        path = run.path / name
+        if not path.exists():
+            continue
+        href = relative_link(path, out_dir) + ("/" if path.is_dir() else "")
+        parts = csv_parts(path) if name.endswith(".csv") else [path]
+        what = f"folder of {len(parts)} part files" if path.is_dir() else "file"
+        rows.append((f'<a href="{_e(href)}">{_e(name)}</a>', _e(what),
+                     f"{describe_sizes(parts) / 1e6:,.2f} MB"))
+    return _table(rows, ("file", "kind", "size"), numeric_from=2)
+
+
+def build_html(
+    run: Run,
+    out_dir: Path,
+    graph: GraphDrawing,
+    degrees: DegreeDrawing,
+    top: TopProductsDrawing,
+    quality: QualityDrawing,
+) -> str:
+    """The report page of one run: pictures, metrics, manifest and links to the data."""
+    m, man = run.metrics, run.manifest
+    accepted = bool(man.get("accepted", m.get("accepted", True)))
+    badge = ('<span class="badge ok">accepted</span>' if accepted
+             else '<span class="badge bad">rejected</span>')
+    events = man.get("events") if isinstance(man.get("events"), dict) else {}
+    timings = man.get("timings_seconds") if isinstance(man.get("timings_seconds"), dict) else {}
+    params = man.get("parameters") if isinstance(man.get("parameters"), dict) else {}
+    graph_figures = m.get("graph") if isinstance(m.get("graph"), dict) else {}
+    spark = man.get("spark") if isinstance(man.get("spark"), dict) else {}
+    kafka = man.get("kafka") if isinstance(man.get("kafka"), dict) else {}
+    offsets = kafka.get("offsets") if isinstance(kafka.get("offsets"), dict) else {}
+    popular = run.popular.sort_values("rank").head(len(top.labels) or 10)
+    top_rows = [
+        (str(i + 1), _e(label), _fmt(value),
+         _e(popular["product_id"].iloc[i]) if i < len(popular) else "–")
+        for i, (label, value) in enumerate(zip(top.labels, top.values, strict=True))
+    ]
+    sections = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Run {_e(run.run_id)} · recommendation report</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Recommendation run {_e(run.run_id)} {badge}</h1>",
+        f'<p class="sub">created {_e(man.get("created_at", "?"))} · training run '
+        f'#{_e(man.get("sequence", "?"))} · {_e(man.get("reason", ""))}</p>',
+        '<h2 id="metrics">Model vs popularity baseline</h2>',
+        f'<p class="sub">k = {_e(m.get("k", "?"))}, split {_e(m.get("split", "?"))}, '
+        f'{_fmt(m.get("test_users"))} test users; acceptance metric '
+        f'{_e(m.get("accept_metric", "?"))} with margin {_e(m.get("accept_margin", "?"))}. '
+        "RMSE is a sanity figure (implicit preferences), the ranking metrics are the measure.</p>",
+        _metrics_table(m),
+        '<h2 id="quality">Quality over runs</h2>',
+        _figure(QUALITY_PNG, "quality over runs",
+                f"{len(quality.run_ids)} runs ({quality.statuses.count('rejected')} rejected), "
+                f"x axis: {quality.x_axis}", quality.size_px),
+        '<h2 id="graph">Recommendation graph</h2>',
+        _figure(GRAPH_PNG, "recommendation graph", graph.title + ": " + (
+            f"sample of {graph.products_drawn:,} of {graph.total_products:,} products and "
+            f"{graph.users_drawn:,} of {graph.total_users:,} users "
+            f"({graph.edges_drawn:,} of {graph.total_edges:,} recommendations)"
+            if graph.sampled else
+            f"all {graph.total_products:,} products, {graph.total_users:,} users"), graph.size_px),
+        _table([(_e(k), _fmt(v)) for k, v in graph_figures.items()], ("graph", "value")),
+        '<h2 id="degrees">Degree distribution</h2>',
+        _figure(DEGREES_PNG, "degree distribution", degrees.annotation.replace("\n", "; "),
+                degrees.size_px),
+        '<h2 id="top">Top recommended products</h2>',
+        '<div class="grid">',
+        _figure(TOP_PNG, "top recommended products",
+                f"top {len(top.labels)} products by in-degree", top.size_px),
+        _table(top_rows, ("#", "recommended (by in-degree)", "users", "popular list, same rank"),
+               numeric_from=2),
+        "</div>",
+        '<h2 id="manifest">Manifest</h2>',
+        '<div class="grid">',
+        _table([(_e(k), _fmt(v)) for k, v in events.items()]
+               + [("window_events", _fmt(man.get("window_events")))], ("events", "count")),
+        _table([(_e(k), _fmt(v, 2)) for k, v in timings.items()], ("stage", "seconds")),
+        _table([(_e(k), _fmt(v)) for k, v in _flatten(params)], ("parameter", "value")),
+        _table([("topic", _e(kafka.get("topic", "–")))]
+               + [(f"partition {_e(p)}", _e(v)) for p, v in offsets.items()]
+               + [(f"spark {_e(k)}", _e(v)) for k, v in spark.items()]
+               + [("graph engine", _e(man.get("graph_engine", "–")))], ("source", "value")),
+        "</div>",
+        '<h2 id="files">Data</h2>',
+        _files_table(run, out_dir),
+        f"<footer>Rendered {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC by visualize from "
+        f"{_e(run.path)}.</footer>",
+        "</body></html>",
+    ]
+    return "\n".join(sections) + "\n"
+
