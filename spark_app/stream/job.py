@@ -134,8 +134,11 @@ def run_query(
     available_now: bool,
     stop: StopFlag,
     poll_seconds: float = 1.0,
-) -> None:
-    """Run until the stream ends (available_now), a stop signal, or an error."""
+) -> StreamingQuery:
+    """Run until the stream ends (available_now), a stop signal, or an error.
+
+    Returns the stopped query (its `recentProgress` has the per-batch figures).
+    """
     spark = stream.sparkSession
     processor.recover(spark)
     writer = stream.writeStream.foreachBatch(processor.process).option(
@@ -159,3 +162,4 @@ def run_query(
         raise query.exception()  # type: ignore[misc]
     if available_now:
         processor.check_max_wait(spark)
+    return query

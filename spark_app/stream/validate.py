@@ -21,35 +21,39 @@ KAFKA_SOURCE_COLUMNS = ("value", "topic", "partition", "offset", "timestamp")
 _VARIANT = "_v"
 _INTEGER_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 _ISO_PREFIX = r"^\d{4}-\d{2}-\d{2}"  # Spark also casts words like 'today'; events may not
+_FIELDS = (*S.REQUIRED_FIELDS, *S.OPTIONAL_FIELDS)
 
 
-def _field(name: str) -> Column:
-    return F.variant_get(F.col(_VARIANT), f"$.{name}", "variant")
+# Each field is extracted from the parsed object once (`_v_<field>`, a VARIANT) and its JSON
+# type named once (`_t_<field>`: STRING, BIGINT, DECIMAL(2,1), DOUBLE, VOID for null...), in
+# projections of their own, so the checks below reuse them instead of re-parsing.
+def _v(name: str) -> Column:
+    return F.col(f"_v_{name}")
 
 
-def _json_type(name: str) -> Column:
-    """The field's JSON type as Spark names it: STRING, BIGINT, DECIMAL(2,1), DOUBLE, VOID..."""
-    return F.schema_of_variant(_field(name))
+def _t(name: str) -> Column:
+    return F.col(f"_t_{name}")
+
+
+def _get(name: str, type_name: str) -> Column:
+    return F.try_variant_get(_v(name), "$", type_name)
 
 
 def _absent(name: str) -> Column:
-    field = _field(name)
-    return field.isNull() | F.is_variant_null(field)
+    return _v(name).isNull() | (_t(name) == "VOID")
 
 
 def _is_number(name: str) -> Column:
-    kind = _json_type(name)
-    return kind.isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | kind.startswith("DECIMAL")
+    return _t(name).isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | _t(name).startswith("DECIMAL")
 
 
 def _event_time() -> Column:
     """`timestamp` as a Spark timestamp: ISO-8601 text, or epoch milliseconds as an integer."""
-    kind = _json_type(S.TIMESTAMP)
-    text = F.try_variant_get(F.col(_VARIANT), f"$.{S.TIMESTAMP}", "string")
-    millis = F.try_variant_get(F.col(_VARIANT), f"$.{S.TIMESTAMP}", "bigint")
+    text = _get(S.TIMESTAMP, "string")
     return (
-        F.when(kind.isin(*_INTEGER_TYPES), F.timestamp_millis(millis))
-        .when((kind == "STRING") & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
+        F.when(_t(S.TIMESTAMP).isin(*_INTEGER_TYPES),
+               F.timestamp_millis(_get(S.TIMESTAMP, "bigint")))
+        .when((_t(S.TIMESTAMP) == "STRING") & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
         .otherwise(F.lit(None).cast("timestamp"))
     )
 
@@ -65,8 +69,8 @@ def _reason(
     "Far future" is judged against the record's Kafka timestamp, not the wall clock, so a
     batch replayed after a crash classifies every record exactly as the first time.
     """
-    quantity = F.try_variant_get(F.col(_VARIANT), f"$.{S.QUANTITY}", "bigint")
-    price = F.try_variant_get(F.col(_VARIANT), f"$.{S.PRICE}", "double")
+    quantity = _get(S.QUANTITY, "bigint")
+    price = _get(S.PRICE, "double")
     event_time = F.col(S.EVENT_TIME)
     latest_allowed = F.col(S.KAFKA_TIMESTAMP) + F.make_dt_interval(
         secs=F.lit(max_future_seconds)
@@ -75,28 +79,25 @@ def _reason(
         (F.coalesce(F.octet_length(F.col("value")), F.lit(0)) > max_message_bytes,
          F.lit(Reason.OVERSIZED)),
         (F.col(_VARIANT).isNull(), F.lit(Reason.MALFORMED_JSON)),
-        (~F.schema_of_variant(F.col(_VARIANT)).startswith("OBJECT"),
-         F.lit(Reason.NOT_AN_OBJECT)),
+        (~F.ltrim(F.col("value")).startswith("{"), F.lit(Reason.NOT_AN_OBJECT)),
     ]
     checks += [
         (_absent(name), F.lit(Reason.of(Reason.MISSING_FIELD, name)))
         for name in S.REQUIRED_FIELDS
     ]
     checks += [
-        (_json_type(name) != "STRING", F.lit(Reason.of(Reason.WRONG_TYPE, name)))
+        (_t(name) != "STRING", F.lit(Reason.of(Reason.WRONG_TYPE, name)))
         for name in (S.USER_ID, S.PRODUCT_ID)
     ]
     checks += [
-        (~_absent(S.EVENT_ID) & (_json_type(S.EVENT_ID) != "STRING"),
+        (~_absent(S.EVENT_ID) & (_t(S.EVENT_ID) != "STRING"),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.EVENT_ID))),
-        (~_json_type(S.QUANTITY).isin(*_INTEGER_TYPES),
-         F.lit(Reason.of(Reason.WRONG_TYPE, S.QUANTITY))),
-        (~_json_type(S.TIMESTAMP).isin("STRING", *_INTEGER_TYPES),
+        (~_t(S.QUANTITY).isin(*_INTEGER_TYPES), F.lit(Reason.of(Reason.WRONG_TYPE, S.QUANTITY))),
+        (~_t(S.TIMESTAMP).isin("STRING", *_INTEGER_TYPES),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.TIMESTAMP))),
     ]
     checks += [
-        (F.trim(F.try_variant_get(F.col(_VARIANT), f"$.{name}", "string")) == "",
-         F.lit(Reason.of(Reason.EMPTY_ID, name)))
+        (F.trim(F.col(name)) == "", F.lit(Reason.of(Reason.EMPTY_ID, name)))
         for name in (S.USER_ID, S.PRODUCT_ID)
     ]
     checks += [
@@ -149,25 +150,29 @@ def classify(
         F.col("timestamp").cast("timestamp").alias(S.KAFKA_TIMESTAMP),
     )
 
-    def text_of(name: str) -> Column:
-        return F.try_variant_get(F.col(_VARIANT), f"$.{name}", "string")
-
-    with_fields = parsed.select(
+    fields = parsed.select(
+        "*", *[F.variant_get(F.col(_VARIANT), f"$.{name}", "variant").alias(f"_v_{name}")
+               for name in _FIELDS]
+    )
+    typed = fields.select("*", *[F.schema_of_variant(_v(name)).alias(f"_t_{name}")
+                                 for name in _FIELDS])
+    with_fields = typed.select(
         "*",
         F.coalesce(
-            text_of(S.EVENT_ID),
+            _get(S.EVENT_ID, "string"),
             F.concat_ws("-", S.KAFKA_TOPIC, S.KAFKA_PARTITION, S.KAFKA_OFFSET),
         ).alias(S.EVENT_ID),
-        text_of(S.USER_ID).alias(S.USER_ID),
-        text_of(S.PRODUCT_ID).alias(S.PRODUCT_ID),
-        F.try_variant_get(F.col(_VARIANT), f"$.{S.QUANTITY}", "int").alias(S.QUANTITY),
+        _get(S.USER_ID, "string").alias(S.USER_ID),
+        _get(S.PRODUCT_ID, "string").alias(S.PRODUCT_ID),
+        _get(S.QUANTITY, "int").alias(S.QUANTITY),
         _event_time().alias(S.EVENT_TIME),
-        F.try_variant_get(F.col(_VARIANT), f"$.{S.PRICE}", "double").alias(S.PRICE),
+        _get(S.PRICE, "double").alias(S.PRICE),
     )
+    scratch = [_VARIANT, S.KAFKA_TIMESTAMP, *[f"_{k}_{n}" for k in "vt" for n in _FIELDS]]
     return with_fields.withColumn(
         S.REASON,
         _reason(max_message_bytes, max_quantity, max_future_seconds, min_timestamp),
-    ).drop(_VARIANT, S.KAFKA_TIMESTAMP)
+    ).drop(*scratch)
 
 
 def valid_events(classified: DataFrame) -> DataFrame:

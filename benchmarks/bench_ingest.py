@@ -1,0 +1,153 @@
+"""Sustained ingest rate: Kafka -> validated -> persisted, beside a plain kafka-python loop.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--events 1000000] [--partitions 4]
+
+Starts a local broker in a temporary folder (or uses --bootstrap-servers), pre-produces the
+events with Spark's Kafka sink, then in the same run measures
+  1. the streaming job's batch handler (validation, quarantine, exactly-once Parquet store,
+     ledger) over the whole topic with an availableNow trigger, and
+  2. a plain kafka-python consumer loop that reads and json-decodes the same topic,
+and prints both rates and their ratio. Target (issue 3): >= 200k events/s and >= 3x the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from infra.kafka_local import LocalKafka
+from spark_app.session import create_session
+from spark_app.stream.batch import BatchProcessor, BatchSettings
+from spark_app.stream.job import StopFlag, kafka_stream, run_query
+
+log = logging.getLogger("bench_ingest")
+
+
+def produce(spark: SparkSession, bootstrap: str, topic: str, events: int, partitions: int) -> None:
+    """Write `events` JSON sales events to the topic with Spark's batch Kafka sink."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    admin.close()
+    i = F.col("id")
+    value = F.to_json(F.struct(
+        F.concat(F.lit("e"), i.cast("string")).alias("event_id"),
+        F.concat(F.lit("u"), (i % 50_000).cast("string")).alias("user_id"),
+        F.concat(F.lit("p"), ((i * 7919) % 10_000).cast("string")).alias("product_id"),
+        (F.lit(1) + i % 3).cast("int").alias("quantity"),
+        F.lit("2026-11-01T09:00:00.000Z").alias("timestamp"),
+        F.round(F.lit(1.5) + i % 50, 2).alias("price"),
+    ))
+    (spark.range(events, numPartitions=partitions)
+     .select(F.concat(F.lit("u"), (i % 50_000).cast("string")).alias("key"),
+             value.alias("value"))
+     .write.format("kafka").option("kafka.bootstrap.servers", bootstrap)
+     .option("topic", topic).save())
+
+
+def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
+                 per_trigger: int) -> tuple[float, float, int]:
+    """(wall seconds, sum of batch durations in seconds, events stored)."""
+    settings = BatchSettings(
+        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=10**12, window_events=0,
+        max_wait_seconds=0, events_dir=work / "events", quarantine_dir=work / "quarantine",
+        state_dir=work / "state",
+    )
+    processor = BatchProcessor(settings, lambda *a: (None, None))
+    stream = kafka_stream(spark, bootstrap_servers=bootstrap, topic=topic,
+                          starting_offsets="earliest", max_offsets_per_trigger=per_trigger,
+                          fail_on_data_loss=True)
+    started = time.perf_counter()
+    query = run_query(stream, processor, checkpoint=work / "checkpoint",
+                      trigger_interval_seconds=0, available_now=True, stop=StopFlag())
+    wall = time.perf_counter() - started
+    busy = sum(p["batchDuration"] for p in query.recentProgress) / 1000
+    for p in query.recentProgress:
+        log.info("batch %s: %s rows in %.2f s", p["batchId"], p["numInputRows"],
+                 p["batchDuration"] / 1000)
+    return wall, busy, processor.ledger.total_valid
+
+
+def plain_loop(bootstrap: str, topic: str, events: int) -> float:
+    """Seconds for a kafka-python consumer to read and json-decode every message."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None,
+                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024)
+    seen = 0
+    started = time.perf_counter()
+    while seen < events:
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                json.loads(record.value)
+            seen += len(records)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--per-trigger", type=int, default=500_000,
+                        help="maxOffsetsPerTrigger of the streaming read")
+    parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("spark_app").setLevel(logging.WARNING)
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        work = Path(tmp)
+        broker = None
+        bootstrap = args.bootstrap_servers
+        if bootstrap is None:
+            broker = LocalKafka(home=work / "kafka", brokers=1)
+            bootstrap = broker.start()
+        spark = create_session(app_name="bench-ingest", master="local[2]", shuffle_partitions=4,
+                               extra_conf={"spark.ui.enabled": "false",
+                                           "spark.driver.memory": "4g"})
+        try:
+            topic = f"bench-{int(time.time())}"
+            started = time.perf_counter()
+            produce(spark, bootstrap, topic, args.events, args.partitions)
+            log.info("pre-produced %d events in %.1f s", args.events,
+                     time.perf_counter() - started)
+            wall, busy, stored = spark_ingest(spark, bootstrap, topic, work, args.per_trigger)
+            loop = plain_loop(bootstrap, topic, args.events)
+        finally:
+            spark.stop()
+            if broker is not None:
+                broker.stop()
+    assert stored == args.events, f"stored {stored} of {args.events}"
+    loop_rate = args.events / loop
+    rows = [
+        ("Spark job, wall (query start to end)", wall, args.events / wall),
+        ("Spark job, sustained (sum of batch times)", busy, args.events / busy),
+        ("plain kafka-python loop (read + json)", loop, loop_rate),
+    ]
+    print(f"\nIngest of {args.events:,} events, {args.partitions} partitions, local[2], "
+          f"maxOffsetsPerTrigger={args.per_trigger:,}")
+    print(f"{'':45s} {'seconds':>8s} {'events/s':>10s} {'vs loop':>8s}")
+    for name, seconds, rate in rows:
+        print(f"{name:45s} {seconds:8.1f} {rate:10,.0f} {rate / loop_rate:7.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
