@@ -1,0 +1,203 @@
+"""The demo: the whole pipeline on this machine, from a broker to an HTML report.
+
+    scripts/demo [--events 25000] [--threshold 10000]
+
+Starts (or reuses) the local Kafka broker, creates the topic, submits the streaming job with
+spark-submit in local mode, streams simulator sales until two more training runs are
+published, renders the report and prints where everything is. Every process it started is
+stopped at the end, also on Ctrl-C or failure. Run it again and it continues from its data
+and checkpoint: the new sales get new event ids, nothing is read twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import InfraError
+from infra.kafka_local import LocalKafka
+from infra.wait import wait_until
+
+log = logging.getLogger("demo")
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    events: int = 25_000
+    threshold: int = 10_000
+    rate: int = 5_000
+    users: int = 2_000
+    products: int = 400
+    partitions: int = 4
+    bad_ratio: float = 0.01
+    kafka_home: Path = REPO / "var" / "kafka"
+    kafka_port: int | None = 9092
+    state: Path = REPO / "var" / "demo" / "state"
+    results: Path = REPO / "results"
+    logs: Path = REPO / "var" / "demo"
+    timeout: float = 900.0
+    config: Path = REPO / "conf" / "demo.yaml"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    runs_before: int
+    runs_after: int
+    latest: Path
+    report: Path
+    total_valid: int
+    total_quarantined: int
+
+
+def _ledger(state: Path) -> dict:
+    path = state / "ledger.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _runs(state: Path) -> int:
+    return len(_ledger(state).get("trainings", []))
+
+
+def _start_job(options: DemoOptions, bootstrap: str, log_file: Path) -> subprocess.Popen:
+    env = {**os.environ, "SPARK_MASTER_URL": "local[2]", "RECSYS_CONFIG": str(options.config)}
+    overrides = [
+        f"kafka.bootstrap_servers={bootstrap}",
+        f"training.threshold={options.threshold}",
+        f"paths.state={options.state}",
+        f"paths.results={options.results}",
+    ]
+    args = [str(REPO / "scripts" / "submit")]
+    for override in overrides:
+        args += ["--set", override]
+    log.info("submitting the streaming job (log: %s)", log_file)
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log_file.open("ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _start_producer(options: DemoOptions, bootstrap: str, round_no: int,
+                    log_file: Path) -> subprocess.Popen:
+    args = [PYTHON, "-m", "producer", "--bootstrap-servers", bootstrap, "--topic", "sales",
+            "--events", str(options.events), "--rate", str(options.rate),
+            "--users", str(options.users), "--products", str(options.products),
+            "--seed", str(round_no), "--id-prefix", f"demo{round_no}-",
+            "--bad-ratio", str(options.bad_ratio), "--progress", "off"]
+    log.info("streaming %d simulated sales at %d/s", options.events, options.rate)
+    return subprocess.Popen(args, cwd=REPO, stdout=log_file.open("ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(process: subprocess.Popen | None, name: str, timeout: float = 120) -> int | None:
+    """SIGTERM (the job finishes its batch), then SIGKILL after `timeout`."""
+    if process is None or process.poll() is not None:
+        return None if process is None else process.returncode
+    log.info("stopping the %s", name)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(timeout=30)
+
+
+def _render(options: DemoOptions) -> Path:
+    out = subprocess.run(
+        [PYTHON, "-m", "visualize", "--results", str(options.results), "--run", "latest"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    if out.returncode != 0:
+        raise InfraError(f"rendering the report failed: {out.stderr.strip()[-2000:]}")
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
+    return Path(lines[-1].strip())  # the CLI prints the path of index.html
+
+
+def run_demo(options: DemoOptions) -> DemoResult:
+    """Run the pipeline until two more runs are published; stop what was started."""
+    options.logs.mkdir(parents=True, exist_ok=True)
+    kafka = LocalKafka(home=options.kafka_home, brokers=1, base_port=options.kafka_port)
+    started_kafka = not kafka.is_running()
+    job = producer = None
+    runs_before = _runs(options.state)
+    try:
+        bootstrap = kafka.start(timeout=180)
+        kafka.create_topic("sales", partitions=options.partitions)
+        job = _start_job(options, bootstrap, options.logs / "job.log")
+        producer = _start_producer(options, bootstrap, runs_before // 2 + 1,
+                                   options.logs / "producer.log")
+        target = runs_before + 2
+        last_report = 0.0
+
+        def published() -> bool:
+            nonlocal last_report
+            if job.poll() is not None:
+                raise InfraError(f"the streaming job exited with {job.returncode}; "
+                                 f"see {options.logs / 'job.log'}")
+            ledger = _ledger(options.state)
+            if time.monotonic() - last_report > 5:
+                last_report = time.monotonic()
+                log.info("progress: %d valid, %d quarantined events stored; %d of %d runs",
+                         ledger.get("total_valid", 0), ledger.get("total_quarantined", 0),
+                         len(ledger.get("trainings", [])), target)
+            return len(ledger.get("trainings", [])) >= target and not ledger.get(
+                "pending_training")
+
+        wait_until(published, options.timeout, f"{target} training runs", interval=0.5)
+        if producer.wait(timeout=options.timeout) != 0:
+            raise InfraError(f"the producer failed; see {options.logs / 'producer.log'}")
+    finally:
+        _stop(producer, "producer")
+        _stop(job, "streaming job")
+        if started_kafka:
+            kafka.stop()
+    report = _render(options)
+    ledger = _ledger(options.state)
+    return DemoResult(runs_before, len(ledger["trainings"]),
+                      (options.results / "latest").resolve(), report,
+                      ledger["total_valid"], ledger["total_quarantined"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=DemoOptions.events,
+                        help="simulated sales to stream (default %(default)s)")
+    parser.add_argument("--threshold", type=int, default=DemoOptions.threshold,
+                        help="new events per training run (default %(default)s)")
+    parser.add_argument("--rate", type=int, default=DemoOptions.rate,
+                        help="sales per second (default %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    if args.events < 2 * args.threshold:
+        parser.error("--events must be at least twice --threshold to publish two runs")
+    try:
+        result = run_demo(DemoOptions(events=args.events, threshold=args.threshold,
+                                      rate=args.rate))
+    except (InfraError, TimeoutError) as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted; every process the demo started was stopped")
+        return 130
+    sys.stdout.write(
+        f"\nDemo done: {result.runs_after - result.runs_before} new training runs "
+        f"({result.runs_after} in all), {result.total_valid:,} events stored, "
+        f"{result.total_quarantined:,} quarantined.\n"
+        f"  report:  {result.report}\n"
+        f"  run:     {result.latest} (vertices.csv, edges.csv, metrics.json, manifest.json)\n"
+        f"  runs:    {REPO / 'results' / 'runs'}\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
