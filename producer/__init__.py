@@ -1,0 +1,1 @@
+"""The sales simulator: seeded synthetic (or replayed) purchase events sent to Kafka."""
