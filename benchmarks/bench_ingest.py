@@ -107,10 +107,11 @@ def main() -> int:
     parser.add_argument("--per-trigger", type=int, default=500_000,
                         help="maxOffsetsPerTrigger of the streaming read")
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("spark_app").setLevel(logging.WARNING)
+    logging.getLogger("spark_app").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)

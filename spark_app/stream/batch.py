@@ -146,12 +146,16 @@ class BatchProcessor:
             min_timestamp=s.min_timestamp,
         ).persist()
         try:
+            started = time.monotonic()
             counts = count_batch(classified)
+            counted = time.monotonic()
             if counts.valid:
                 bases = sequence_bases(self.ledger.total_valid, counts.valid_per_partition)
                 write_batch(with_sequence(valid_events(classified), bases), s.events_dir, batch_id)
             if counts.quarantined:
                 write_batch(quarantined(classified), s.quarantine_dir, batch_id)
+            log.debug("batch %d: read+validate+count %.2f s, store %.2f s", batch_id,
+                      counted - started, time.monotonic() - counted)
             return counts
         finally:
             classified.unpersist()

@@ -47,12 +47,18 @@ def _is_number(name: str) -> Column:
     return _t(name).isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | _t(name).startswith("DECIMAL")
 
 
+# Typed scalars, also extracted once (each try_variant_get costs about as much as the parse).
+_QUANTITY = "_quantity"
+_PRICE = "_price"
+_TS_TEXT = "_ts_text"
+_TS_MILLIS = "_ts_millis"
+
+
 def _event_time() -> Column:
     """`timestamp` as a Spark timestamp: ISO-8601 text, or epoch milliseconds as an integer."""
-    text = _get(S.TIMESTAMP, "string")
+    text = F.col(_TS_TEXT)
     return (
-        F.when(_t(S.TIMESTAMP).isin(*_INTEGER_TYPES),
-               F.timestamp_millis(_get(S.TIMESTAMP, "bigint")))
+        F.when(_t(S.TIMESTAMP).isin(*_INTEGER_TYPES), F.timestamp_millis(F.col(_TS_MILLIS)))
         .when((_t(S.TIMESTAMP) == "STRING") & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
         .otherwise(F.lit(None).cast("timestamp"))
     )
@@ -69,8 +75,8 @@ def _reason(
     "Far future" is judged against the record's Kafka timestamp, not the wall clock, so a
     batch replayed after a crash classifies every record exactly as the first time.
     """
-    quantity = _get(S.QUANTITY, "bigint")
-    price = _get(S.PRICE, "double")
+    quantity = F.col(_QUANTITY)
+    price = F.col(_PRICE)
     event_time = F.col(S.EVENT_TIME)
     latest_allowed = F.col(S.KAFKA_TIMESTAMP) + F.make_dt_interval(
         secs=F.lit(max_future_seconds)
@@ -154,8 +160,14 @@ def classify(
         "*", *[F.variant_get(F.col(_VARIANT), f"$.{name}", "variant").alias(f"_v_{name}")
                for name in _FIELDS]
     )
-    typed = fields.select("*", *[F.schema_of_variant(_v(name)).alias(f"_t_{name}")
-                                 for name in _FIELDS])
+    typed = fields.select(
+        "*",
+        *[F.schema_of_variant(_v(name)).alias(f"_t_{name}") for name in _FIELDS],
+        _get(S.QUANTITY, "bigint").alias(_QUANTITY),
+        _get(S.PRICE, "double").alias(_PRICE),
+        F.when(_v(S.TIMESTAMP).isNotNull(), _get(S.TIMESTAMP, "string")).alias(_TS_TEXT),
+        _get(S.TIMESTAMP, "bigint").alias(_TS_MILLIS),
+    )
     with_fields = typed.select(
         "*",
         F.coalesce(
@@ -164,11 +176,13 @@ def classify(
         ).alias(S.EVENT_ID),
         _get(S.USER_ID, "string").alias(S.USER_ID),
         _get(S.PRODUCT_ID, "string").alias(S.PRODUCT_ID),
-        _get(S.QUANTITY, "int").alias(S.QUANTITY),
+        F.when(F.col(_QUANTITY).between(-(2**31), 2**31 - 1), F.col(_QUANTITY))
+        .cast("int").alias(S.QUANTITY),
         _event_time().alias(S.EVENT_TIME),
-        _get(S.PRICE, "double").alias(S.PRICE),
+        F.col(_PRICE).alias(S.PRICE),
     )
-    scratch = [_VARIANT, S.KAFKA_TIMESTAMP, *[f"_{k}_{n}" for k in "vt" for n in _FIELDS]]
+    scratch = [_VARIANT, S.KAFKA_TIMESTAMP, _QUANTITY, _PRICE, _TS_TEXT, _TS_MILLIS,
+               *[f"_{k}_{n}" for k in "vt" for n in _FIELDS]]
     return with_fields.withColumn(
         S.REASON,
         _reason(max_message_bytes, max_quantity, max_future_seconds, min_timestamp),
