@@ -12,7 +12,7 @@ import logging
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
 
-from spark_app.schema import PREDICTION, PRODUCT_IDX, RATING, USER_IDX
+from spark_app.schema import PRODUCT_IDX, RATING, USER_IDX
 from spark_app.training.prepare import require_columns
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ def build_als(
         userCol=USER_IDX,
         itemCol=PRODUCT_IDX,
         ratingCol=RATING,
-        predictionCol=PREDICTION,
         coldStartStrategy=cold_start_strategy,
         nonnegative=False,
     )

@@ -15,12 +15,21 @@ import logging
 import math
 from typing import Any
 
+from pyspark.errors import IllegalArgumentException
 from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_app.schema import PREDICTION, PRODUCT_IDX, RANK, USER_IDX
+from spark_app.schema import PREDICTION, PRODUCT_IDX, RANK, RATING, USER_IDX
 from spark_app.training.prepare import require_columns
+from spark_app.training.recommend import (
+    DEFAULT_STRATEGY,
+    bought_lists,
+    popular_for_users,
+    popular_products,
+    recommend_for_users,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +45,19 @@ RANKING_METRICS = {
 METRIC_NAMES = ("rmse", *RANKING_METRICS, "coverage")
 
 
-def rmse(predictions: DataFrame, label_col: str = LABEL, prediction_col: str = PREDICTION) -> float | None:
+def rmse(
+    predictions: DataFrame, label_col: str = LABEL, prediction_col: str = PREDICTION
+) -> float | None:
     """Root mean squared error of prediction vs label; None when there is nothing to score."""
     scored = predictions.where(F.col(prediction_col).isNotNull() & ~F.isnan(prediction_col))
-    if scored.isEmpty():
-        return None
     evaluator = RegressionEvaluator(
         metricName="rmse", labelCol=label_col, predictionCol=prediction_col
     )
-    return float(evaluator.evaluate(scored))
+    try:
+        value = float(evaluator.evaluate(scored))
+    except IllegalArgumentException:  # Spark's summarizer refuses an empty input
+        return None
+    return None if math.isnan(value) else value
 
 
 def held_out_lists(test: DataFrame, users: DataFrame) -> DataFrame:
@@ -60,7 +73,8 @@ def held_out_lists(test: DataFrame, users: DataFrame) -> DataFrame:
 def ranked_lists(recs: DataFrame) -> DataFrame:
     """(user_idx, predicted array<double>) from (user_idx, product_idx, rank) rows, best first."""
     require_columns(recs, (USER_IDX, PRODUCT_IDX, RANK), "ranked_lists")
-    ordered = F.array_sort(F.collect_list(F.struct(RANK, F.col(PRODUCT_IDX).cast("double"))))
+    item = F.col(PRODUCT_IDX).cast("double").alias(PRODUCT_IDX)
+    ordered = F.array_sort(F.collect_list(F.struct(RANK, item)))
     return recs.groupBy(USER_IDX).agg(
         F.transform(ordered, lambda x: x[PRODUCT_IDX]).alias(PREDICTED)
     )
@@ -72,39 +86,59 @@ def ranking_metrics(lists: DataFrame, k: int) -> dict[str, float | None]:
     A user without recommendations must be present with an empty `predicted` (scores 0).
     """
     require_columns(lists, (PREDICTED, ACTUAL), "ranking_metrics")
-    if lists.isEmpty():
-        return dict.fromkeys(RANKING_METRICS)
     evaluator = RankingEvaluator(predictionCol=PREDICTED, labelCol=ACTUAL, k=k)
-    return {
+    values = {
         name: float(evaluator.setMetricName(spark_name).evaluate(lists))
         for name, spark_name in RANKING_METRICS.items()
     }
+    return {name: None if math.isnan(v) else v for name, v in values.items()}
 
 
-def coverage(recs: DataFrame, catalog_size: int) -> float | None:
-    """Share of the catalog that appears in at least one recommendation list."""
+def coverage(lists: DataFrame, catalog_size: int, prediction_col: str = PREDICTED) -> float | None:
+    """Share of the catalog that appears in at least one list of `prediction_col`."""
     if catalog_size <= 0:
         return None
-    return recs.select(PRODUCT_IDX).distinct().count() / catalog_size
+    recommended = lists.select(F.explode(prediction_col).alias("_p")).distinct().count()
+    return recommended / catalog_size
+
+
+def _lists_of(recs: DataFrame, k: int, name: str) -> DataFrame:
+    return ranked_lists(recs.where(F.col(RANK) <= k)).withColumnRenamed(PREDICTED, name)
+
+
+def evaluate_many(
+    recs: dict[str, DataFrame], actual: DataFrame, k: int, catalog_size: int
+) -> dict[str, dict[str, float | None]]:
+    """Ranking metrics and coverage of several top-k recommenders against the same `actual`
+    (user_idx, actual), over one cached table.
+
+    Users of `actual` without any recommendation count as all misses; coverage counts the
+    products recommended to the users of `actual`.
+    """
+    table = actual
+    for name, df in recs.items():
+        table = table.join(_lists_of(df, k, name), USER_IDX, "left")
+    empty = F.array().cast("array<double>")
+    table = table.select(
+        ACTUAL, *[F.coalesce(F.col(name), empty).alias(name) for name in recs]
+    ).cache()
+    try:
+        results = {}
+        for name in recs:
+            lists = table.select(F.col(name).alias(PREDICTED), ACTUAL)
+            metrics = ranking_metrics(lists, k)
+            metrics["coverage"] = coverage(lists, catalog_size)
+            results[name] = metrics
+    finally:
+        table.unpersist()
+    return results
 
 
 def evaluate_lists(
     recs: DataFrame, actual: DataFrame, k: int, catalog_size: int
 ) -> dict[str, float | None]:
-    """Ranking metrics and coverage of top-k `recs` against `actual` (user_idx, actual).
-
-    Users of `actual` without any recommendation count as all misses.
-    """
-    top_k = recs.where(F.col(RANK) <= k)
-    lists = actual.join(ranked_lists(top_k), USER_IDX, "left").select(
-        F.coalesce(F.col(PREDICTED), F.array().cast("array<double>")).alias(PREDICTED), ACTUAL
-    ).cache()
-    try:
-        metrics = ranking_metrics(lists, k)
-    finally:
-        lists.unpersist()
-    metrics["coverage"] = coverage(top_k.join(actual.select(USER_IDX), USER_IDX), catalog_size)
-    return metrics
+    """Ranking metrics and coverage of one top-k recommender (see evaluate_many)."""
+    return evaluate_many({"recs": recs}, actual, k, catalog_size)["recs"]
 
 
 def decide(
@@ -118,3 +152,51 @@ def decide(
     if m < threshold:
         return False, f"model {metric} {m:.4g} < baseline {b:.4g} * (1 - {margin:g})"
     return True, f"model {metric} {m:.4g} >= baseline {b:.4g} * (1 - {margin:g})"
+
+
+def evaluate_split(
+    model: ALSModel,
+    train: DataFrame,
+    test: DataFrame,
+    *,
+    k: int,
+    exclude_purchased: bool,
+    implicit_prefs: bool,
+    catalog_size: int,
+    num_chunks: int = 1,
+    strategy: str = DEFAULT_STRATEGY,
+) -> dict[str, Any]:
+    """Model and popularity baseline on the same held-out users, same exclusion of train pairs.
+
+    Evaluated users: those with held-out pairs whom the model knows (they have train pairs).
+    RMSE: in implicit mode against preference 1.0 for every held-out pair, else the rating.
+    """
+    users = test.select(USER_IDX).distinct().join(train.select(USER_IDX).distinct(), USER_IDX)
+    actual = held_out_lists(test, users).cache()
+    exclude: DataFrame | None = None
+    try:
+        test_users = actual.count()
+        if test_users == 0:
+            log.warning("no held-out pairs of known users: nothing to evaluate")
+            empty = dict.fromkeys(METRIC_NAMES)
+            return {"test_users": 0, "model": empty, "baseline": dict(empty)}
+        exclude = bought_lists(train).cache() if exclude_purchased else None
+        model_recs = recommend_for_users(
+            model, users, k, exclude=exclude, strategy=strategy, num_chunks=num_chunks
+        )
+        baseline_recs = popular_for_users(
+            popular_products(train), users, k, exclude=exclude, num_chunks=num_chunks
+        )
+        ranked = evaluate_many(
+            {"model": model_recs, "baseline": baseline_recs}, actual, k, catalog_size
+        )
+        predictions = model.transform(test).withColumn(
+            LABEL, F.lit(1.0) if implicit_prefs else F.col(RATING).cast("double")
+        )
+        model_metrics: dict[str, float | None] = {"rmse": rmse(predictions), **ranked["model"]}
+        baseline_metrics: dict[str, float | None] = {"rmse": None, **ranked["baseline"]}
+    finally:
+        actual.unpersist()
+        if exclude is not None:
+            exclude.unpersist()
+    return {"test_users": test_users, "model": model_metrics, "baseline": baseline_metrics}

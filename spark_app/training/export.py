@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -132,8 +133,15 @@ def export_accepted(
     metrics: dict[str, Any],
     manifest: dict[str, Any],
     row_counts: dict[str, int] | None = None,
+    timings: dict[str, float] | None = None,
+    cycle_started: float | None = None,
 ) -> Path:
-    """Write every file of an accepted run, publish it under runs/ and move `latest`."""
+    """Write every file of an accepted run, publish it under runs/ and move `latest`.
+
+    If `timings` is given, its "export" and "total" (from `cycle_started`, a perf_counter
+    value) are filled in just before the manifest is written.
+    """
+    started = time.perf_counter()
     counts = row_counts or {}
     tmp = tmp_dir(results, run_id)
     tmp.mkdir(parents=True, exist_ok=False)
@@ -142,6 +150,11 @@ def export_accepted(
     write_csv(popular, tmp / POPULAR_CSV, counts.get("popular"))
     save_model(model, tmp / MODEL_DIR)
     write_json(metrics, tmp / METRICS)
+    if timings is not None:
+        now = time.perf_counter()
+        timings["export"] = round(now - started, 3)
+        if cycle_started is not None:
+            timings["total"] = round(now - cycle_started, 3)
     write_json(manifest, tmp / MANIFEST)
     final = results / RUNS / run_id
     publish(tmp, final)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -47,7 +47,7 @@ from spark_app.schema import (
     VERTEX_TYPE,
 )
 from spark_app.session import graphframes_jar_loaded
-from spark_app.training.prepare import require_columns
+from spark_app.training.prepare import require_columns, whole_table_window
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ OUT_DEGREE = "out_degree"
 PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
+# Up to this many vertices the dataframe PageRank broadcasts the rank table to every task
+# (about 24 bytes a vertex) instead of shuffling the edges in every iteration.
+PAGERANK_BROADCAST_MAX_VERTICES = 2_000_000
 
 VERTEX_SCHEMA = StructType(
     [
@@ -132,9 +135,7 @@ def build_edges(recs: DataFrame) -> DataFrame:
 def degrees(vertices: DataFrame, edges: DataFrame) -> DataFrame:
     """(id, in_degree, out_degree) of every vertex; 0 where it has no edge."""
     ins = edges.groupBy(F.col(EDGE_DST).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(IN_DEGREE))
-    outs = edges.groupBy(F.col(EDGE_SRC).alias(VERTEX_ID)).agg(
-        F.count(F.lit(1)).alias(OUT_DEGREE)
-    )
+    outs = edges.groupBy(F.col(EDGE_SRC).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
     return (
         vertices.select(VERTEX_ID)
         .join(ins, VERTEX_ID, "left")
@@ -153,45 +154,51 @@ def pagerank_dataframe(
     """(id, pagerank) by `iterations` power iterations; ranks sum to 1.
 
     r' = (1 - d) / N + d * (sum over in-edges r(src) / outdeg(src) + D / N), d = 1 - reset,
-    D = rank held by vertices without out-edges. Each iteration is checkpointed locally so the
-    plan does not grow; one small scalar (D) goes to the driver per iteration.
+    D = rank held by vertices without out-edges. The iterations run on integer vertex numbers
+    (ids are mapped once, back at the end); D is joined in as a one-row table; each iteration
+    is one Spark job, checkpointed locally so the plan does not grow.
     """
     d = 1.0 - reset_probability
-    n = vertices.count()
+    numbered = vertices.select(VERTEX_ID).withColumn("_v", F.monotonically_increasing_id())
+    numbered = numbered.localCheckpoint(eager=True)
+    n = numbered.count()
     if n == 0:
         return vertices.select(VERTEX_ID, F.lit(0.0).alias(PAGERANK))
-    outs = edges.groupBy(EDGE_SRC).agg((1.0 / F.count(F.lit(1))).alias("_w"))
-    weighted = edges.select(EDGE_SRC, EDGE_DST).join(outs, EDGE_SRC).cache()
+    small = n <= PAGERANK_BROADCAST_MAX_VERTICES
+    src_no = numbered.select(F.col(VERTEX_ID).alias(EDGE_SRC), F.col("_v").alias("_s"))
+    dst_no = numbered.select(F.col(VERTEX_ID).alias(EDGE_DST), F.col("_v").alias("_d"))
+    links = edges.select(EDGE_SRC, EDGE_DST).join(src_no, EDGE_SRC).join(dst_no, EDGE_DST)
+    outs = links.groupBy("_s").agg((1.0 / F.count(F.lit(1))).alias("_w"))
+    weighted = links.select("_s", "_d").join(outs, "_s").localCheckpoint(eager=True)
     flags = (
-        vertices.select(VERTEX_ID)
-        .join(outs.select(F.col(EDGE_SRC).alias(VERTEX_ID), F.lit(False).alias("_out")),
-              VERTEX_ID, "left")
-        .select(VERTEX_ID, F.col("_out").isNull().alias("_dangling"))
-        .cache()
+        numbered.select("_v")
+        .join(outs.select(F.col("_s").alias("_v"), F.lit(False).alias("_out")), "_v", "left")
+        .select("_v", F.col("_out").isNull().alias("_dangling"))
+        .localCheckpoint(eager=True)
     )
-    ranks = flags.select(VERTEX_ID, "_dangling", F.lit(1.0 / n).alias(PAGERANK))
-    try:
-        for _ in range(iterations):
-            dangling = ranks.where("_dangling").agg(F.sum(PAGERANK)).first()[0] or 0.0
-            contrib = (
-                weighted.join(ranks.select(F.col(VERTEX_ID).alias(EDGE_SRC), PAGERANK), EDGE_SRC)
-                .groupBy(F.col(EDGE_DST).alias(VERTEX_ID))
-                .agg(F.sum(F.col(PAGERANK) * F.col("_w")).alias("_c"))
-            )
-            base = (1.0 - d) / n + d * dangling / n
-            ranks = (
-                flags.join(contrib, VERTEX_ID, "left")
-                .select(
-                    VERTEX_ID,
-                    "_dangling",
-                    (F.lit(base) + d * F.coalesce(F.col("_c"), F.lit(0.0))).alias(PAGERANK),
-                )
-                .localCheckpoint(eager=True)
-            )
-    finally:
-        weighted.unpersist()
-        flags.unpersist()
-    return ranks.select(VERTEX_ID, PAGERANK)
+    ranks = flags.select("_v", "_dangling", F.lit(1.0 / n).alias(PAGERANK))
+    for _ in range(iterations):
+        dangling = ranks.where("_dangling").agg(
+            F.coalesce(F.sum(PAGERANK), F.lit(0.0)).alias("_dm")
+        )
+        source_ranks = ranks.select(F.col("_v").alias("_s"), PAGERANK)
+        if small:
+            source_ranks = F.broadcast(source_ranks)
+        contrib = (
+            weighted.join(source_ranks, "_s")
+            .groupBy(F.col("_d").alias("_v"))
+            .agg(F.sum(F.col(PAGERANK) * F.col("_w")).alias("_c"))
+        )
+        rank = F.lit((1.0 - d) / n) + F.lit(d) * (
+            F.coalesce(F.col("_c"), F.lit(0.0)) + F.col("_dm") / F.lit(n)
+        )
+        ranks = (
+            flags.join(F.broadcast(contrib) if small else contrib, "_v", "left")
+            .crossJoin(F.broadcast(dangling))
+            .select("_v", "_dangling", rank.alias(PAGERANK))
+            .localCheckpoint(eager=True)
+        )
+    return numbered.join(ranks, "_v").select(VERTEX_ID, PAGERANK)
 
 
 def graph_dataframe(
@@ -261,18 +268,28 @@ def concentration(graph: DataFrame) -> dict[str, float | int | None]:
         F.sum(IN_DEGREE).alias("edges"),
         F.sum((F.col(IN_DEGREE) > 0).cast("long")).alias("recommended"),
     ).first()
-    n, edges, recommended = int(totals["n"]), int(totals["edges"] or 0), int(totals["recommended"] or 0)
+    n, edges, recommended = (
+        int(totals["n"]),
+        int(totals["edges"] or 0),
+        int(totals["recommended"] or 0),
+    )
     if n == 0 or edges == 0:
-        return {"products_recommended": recommended, "top1pct_edge_share": None,
-                "gini_in_degree": None}
+        return {
+            "products_recommended": recommended,
+            "top1pct_edge_share": None,
+            "gini_in_degree": None,
+        }
     top = max(1, int(n * TOP_SHARE_FRACTION))
     top_edges = products.orderBy(F.col(IN_DEGREE).desc()).limit(top).agg(F.sum(IN_DEGREE))
     share = int(top_edges.first()[0]) / edges
     # Gini = 2 * sum(i * x_i) / (n * sum x) - (n + 1) / n, x sorted ascending, i = 1..n.
     ordered = products.select(
-        (F.row_number().over(Window.orderBy(IN_DEGREE)) * F.col(IN_DEGREE)).alias("_ix")
+        (F.row_number().over(whole_table_window(IN_DEGREE)) * F.col(IN_DEGREE)).alias("_ix")
     )
     weighted = float(ordered.agg(F.sum("_ix")).first()[0])
     gini = 2.0 * weighted / (n * edges) - (n + 1.0) / n
-    return {"products_recommended": recommended, "top1pct_edge_share": share,
-            "gini_in_degree": gini}
+    return {
+        "products_recommended": recommended,
+        "top1pct_edge_share": share,
+        "gini_in_degree": gini,
+    }

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
@@ -39,13 +39,19 @@ ID_MAP_VERSION_PREFIX = "v-"
 ID_MAP_KEEP_VERSIONS = 2  # the live version and the one before it
 
 
+def whole_table_window(*order: str | F.Column) -> WindowSpec:
+    """A window over all rows in one partition, for small tables only (catalog, new ids).
+
+    Spark logs a WindowExec warning about the single partition; it is expected here.
+    """
+    return Window.orderBy(*order)
+
+
 def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
     """Raise MissingColumnError naming what `where` needs and did not get."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise MissingColumnError(
-            f"{where} needs columns {missing}; the DataFrame has {df.columns}"
-        )
+        raise MissingColumnError(f"{where} needs columns {missing}; the DataFrame has {df.columns}")
 
 
 def aggregate_pairs(events: DataFrame) -> DataFrame:
@@ -78,7 +84,7 @@ def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> Dat
     """
     return new_ids.select(
         id_col,
-        (F.row_number().over(Window.orderBy(id_col)) - 1 + F.lit(start))
+        (F.row_number().over(whole_table_window(id_col)) - 1 + F.lit(start))
         .cast(IntegerType())
         .alias(idx_col),
     )
@@ -131,7 +137,7 @@ def _drop_old_versions(map_dir: Path, keep: str) -> None:
     versions = sorted(
         p.name for p in map_dir.iterdir() if p.is_dir() and p.name.startswith(ID_MAP_VERSION_PREFIX)
     )
-    for old in versions[: -ID_MAP_KEEP_VERSIONS]:
+    for old in versions[:-ID_MAP_KEEP_VERSIONS]:
         if old != keep:
             shutil.rmtree(map_dir / old, ignore_errors=True)
     for stale in map_dir.glob(".tmp-*"):
@@ -143,7 +149,7 @@ def update_id_map(
 ) -> DataFrame:
     """Load the map in `map_dir`, add ids it lacks, persist it if it grew; return the live map."""
     current = load_id_map(spark, map_dir, id_col, idx_col)
-    max_idx = current.agg(F.max(idx_col)).first()[0]
+    max_idx = None if _read_pointer(map_dir) is None else current.agg(F.max(idx_col)).first()[0]
     start = 0 if max_idx is None else int(max_idx) + 1
     new = missing_ids(current, ids, id_col).cache()
     try:

@@ -25,12 +25,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import FloatType
 
 from spark_app.schema import PRODUCT_IDX, PURCHASES, RANK, RATING, SCORE, USER_IDX
-from spark_app.training.prepare import require_columns
+from spark_app.training.prepare import require_columns, whole_table_window
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +156,25 @@ def top_n_blocked(
     """Top-n items per user by dot product, leaving out each user's `exclude` pairs.
 
     users: (user_idx, features array<float>); items: (product_idx, features array<float>);
-    exclude: (user_idx, product_idx) or None. Returns (user_idx, product_idx, score, rank)
+    exclude: (user_idx, product_idx) pairs, or their bought_lists(), or None.
+    Returns (user_idx, product_idx, score, rank)
     with rank 1..n (fewer only when a user has fewer than n items left).
     """
     require_columns(users, (USER_IDX, FEATURES), "top_n_blocked users")
     require_columns(items, (PRODUCT_IDX, FEATURES), "top_n_blocked items")
     if exclude is not None:
-        with_bought = users.join(bought_lists(exclude), USER_IDX, "left")
+        grouped = exclude if _BOUGHT in exclude.columns else bought_lists(exclude)
+        with_bought = users.join(grouped, USER_IDX, "left")
     else:
         with_bought = users.withColumn(_BOUGHT, F.lit(None).cast("array<int>"))
     chunks = with_bought.groupBy(
         F.pmod(F.col(USER_IDX), F.lit(max(1, num_chunks))).alias(_CHUNK)
     ).agg(F.collect_list(F.struct(USER_IDX, FEATURES, _BOUGHT)).alias(_USERS))
     matrix = items.agg(F.collect_list(F.struct(PRODUCT_IDX, FEATURES)).alias(_ITEMS))
-    return chunks.crossJoin(matrix).select(_USERS, _ITEMS).mapInArrow(
-        _score_chunks(n, SCORE_CELLS_PER_BLOCK), RECS_SCHEMA
+    return (
+        chunks.crossJoin(matrix)
+        .select(_USERS, _ITEMS)
+        .mapInArrow(_score_chunks(n, SCORE_CELLS_PER_BLOCK), RECS_SCHEMA)
     )
 
 
@@ -186,11 +190,14 @@ def top_n_spark(
     recs = model.recommendForUserSubset(users.select(USER_IDX), n + extra)
     items = F.col("recommendations")
     if exclude is not None:
-        recs = recs.join(bought_lists(exclude), USER_IDX, "left")
+        grouped = exclude if _BOUGHT in exclude.columns else bought_lists(exclude)
+        recs = recs.join(grouped, USER_IDX, "left")
         items = F.filter(
             items,
-            lambda r: ~F.array_contains(
-                F.coalesce(F.col(_BOUGHT), F.array().cast("array<int>")), r[PRODUCT_IDX]
+            lambda r: (
+                ~F.array_contains(
+                    F.coalesce(F.col(_BOUGHT), F.array().cast("array<int>")), r[PRODUCT_IDX]
+                )
             ),
         )
     exploded = recs.select(USER_IDX, F.posexplode(F.slice(items, 1, n)).alias("_pos", "_rec"))
@@ -204,6 +211,8 @@ def top_n_spark(
 
 def max_bought(exclude: DataFrame) -> int:
     """Largest number of products one user bought (a small scalar)."""
+    if _BOUGHT in exclude.columns:
+        return int(exclude.agg(F.max(F.size(_BOUGHT))).first()[0] or 0)
     value = exclude.groupBy(USER_IDX).count().agg(F.max("count")).first()[0]
     return int(value or 0)
 
@@ -236,7 +245,7 @@ def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
     totals = pairs.groupBy(PRODUCT_IDX).agg(
         F.sum(PURCHASES).alias(PURCHASES), F.sum(RATING).cast("long").alias(QUANTITY_TOTAL)
     )
-    order = Window.orderBy(
+    order = whole_table_window(
         F.col(PURCHASES).desc(), F.col(QUANTITY_TOTAL).desc(), F.col(PRODUCT_IDX).asc()
     )
     ranked = totals.select(
@@ -258,7 +267,9 @@ def popular_for_users(
     Same scorer and exclusion as the model (item score = -popularity rank).
     """
     items = popular.select(PRODUCT_IDX, F.array(-F.col(RANK).cast(FloatType())).alias(FEATURES))
-    targets = users.select(USER_IDX).distinct().select(
-        USER_IDX, F.array(F.lit(1.0).cast(FloatType())).alias(FEATURES)
+    targets = (
+        users.select(USER_IDX)
+        .distinct()
+        .select(USER_IDX, F.array(F.lit(1.0).cast(FloatType())).alias(FEATURES))
     )
     return top_n_blocked(targets, items, n, exclude=exclude, num_chunks=num_chunks)

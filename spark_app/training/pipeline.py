@@ -1,0 +1,300 @@
+"""One training run: prepare -> split -> fit -> evaluate -> accept/reject -> recommend -> graph
+-> export. The thin orchestrator: it reads the config sections and calls pure functions.
+
+The streaming job calls run_training() when its threshold is reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_app.config import AppConfig
+from spark_app.schema import (
+    PRODUCT_ID,
+    PRODUCT_IDX,
+    PURCHASES,
+    RANK,
+    RATING,
+    SCORE,
+    USER_ID,
+    USER_IDX,
+)
+from spark_app.training.als import build_als, fit_als, resolve_blocks
+from spark_app.training.evaluate import decide, evaluate_split
+from spark_app.training.export import (
+    clean_stale_tmp,
+    export_accepted,
+    export_rejected,
+    make_run_id,
+)
+from spark_app.training.graph import build_edges, build_vertices, concentration, graph_figures
+from spark_app.training.prepare import (
+    LAST_EVENT_TIME,
+    aggregate_pairs,
+    attach_indices,
+    update_id_map,
+)
+from spark_app.training.recommend import (
+    DEFAULT_STRATEGY,
+    QUANTITY_TOTAL,
+    USERS_PER_CHUNK,
+    bought_lists,
+    popular_products,
+    recommend_for_users,
+    user_vectors,
+)
+from spark_app.training.split import split_pairs
+
+log = logging.getLogger(__name__)
+
+ID_MAP_DIR = "id_map"
+# Defaults for settings that conf/defaults.yaml does not have (yet).
+RECOMMEND_STRATEGY = DEFAULT_STRATEGY  # blocked | spark: see spark_app.training.recommend
+REFIT_ON_ALL_PAIRS = False  # refit on train + test after acceptance (costs a second fit)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one run did: published (accepted) or recorded as rejected, and where."""
+
+    run_id: str
+    accepted: bool
+    reason: str
+    path: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+    log.info("training stage %s: start", name)
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 3)
+        log.info("training stage %s: done in %.2f s", name, timings[name])
+
+
+def _chunks(users: int, parallelism: int) -> int:
+    return max(parallelism, math.ceil(users / USERS_PER_CHUNK))
+
+
+def run_training(
+    spark: SparkSession,
+    events: DataFrame,
+    cfg: AppConfig,
+    *,
+    sequence: int,
+    event_counts: dict[str, int],
+    kafka_offsets: dict[str, list[int]] | None = None,
+) -> TrainingOutcome:
+    """Train, evaluate against the popularity baseline, and publish or reject one run."""
+    cycle_started = time.perf_counter()
+    timings: dict[str, float] = {}
+    results = Path(cfg.paths.results).resolve()
+    state = Path(cfg.paths.state).resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(results)
+    created = datetime.now(UTC)
+    run_id = make_run_id(sequence, created)
+    parallelism = spark.sparkContext.defaultParallelism
+    log.info("training run %s on %s events", run_id, event_counts.get("training_set"))
+    cached: list[DataFrame] = []
+
+    def keep(df: DataFrame) -> DataFrame:
+        cached.append(df.cache())
+        return df
+
+    try:
+        with _stage("prepare", timings):
+            raw_pairs = keep(aggregate_pairs(events))
+            user_map = update_id_map(
+                spark, raw_pairs, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
+            )
+            product_map = update_id_map(
+                spark, raw_pairs, state / ID_MAP_DIR / "products", PRODUCT_ID, PRODUCT_IDX
+            )
+            pairs = keep(
+                attach_indices(raw_pairs, user_map, product_map).select(
+                    USER_IDX, PRODUCT_IDX, RATING, PURCHASES, LAST_EVENT_TIME
+                )
+            )
+            sizes = pairs.agg(
+                F.count(F.lit(1)).alias("pairs"),
+                F.countDistinct(USER_IDX).alias("users"),
+                F.countDistinct(PRODUCT_IDX).alias("products"),
+            ).first()
+            n_pairs, n_users, n_products = (int(sizes[c]) for c in ("pairs", "users", "products"))
+
+        with _stage("split", timings):
+            train, test = split_pairs(
+                pairs, cfg.evaluation.split, cfg.evaluation.test_fraction, cfg.evaluation.seed
+            )
+            train, test = keep(train), keep(test)
+            n_train, n_test = train.count(), test.count()
+            log.info(
+                "split %s: %d train pairs, %d test pairs", cfg.evaluation.split, n_train, n_test
+            )
+
+        als = build_als(
+            rank=cfg.als.rank,
+            max_iter=cfg.als.max_iter,
+            reg_param=cfg.als.reg_param,
+            alpha=cfg.als.alpha,
+            implicit_prefs=cfg.als.implicit_prefs,
+            seed=cfg.als.seed,
+            num_blocks=resolve_blocks(cfg.als.num_blocks, parallelism),
+        )
+        with _stage("fit", timings):
+            model = fit_als(train, als)
+
+        with _stage("evaluate", timings):
+            evaluation = evaluate_split(
+                model,
+                train,
+                test,
+                k=cfg.evaluation.k,
+                exclude_purchased=cfg.recommend.exclude_purchased,
+                implicit_prefs=cfg.als.implicit_prefs,
+                catalog_size=n_products,
+                num_chunks=_chunks(n_users, parallelism),
+                strategy=RECOMMEND_STRATEGY,
+            )
+        accepted, reason = decide(
+            evaluation["model"],
+            evaluation["baseline"],
+            cfg.evaluation.accept_metric,
+            cfg.evaluation.accept_margin,
+        )
+        log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
+        metrics: dict[str, Any] = {
+            "k": cfg.evaluation.k,
+            "split": cfg.evaluation.split,
+            "test_users": evaluation["test_users"],
+            "model": evaluation["model"],
+            "baseline": evaluation["baseline"],
+            "accept_metric": cfg.evaluation.accept_metric,
+            "accept_margin": cfg.evaluation.accept_margin,
+            "accepted": accepted,
+            "graph": None,
+        }
+        manifest: dict[str, Any] = {
+            "run_id": run_id,
+            "sequence": sequence,
+            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "accepted": accepted,
+            "reason": reason,
+            "events": {
+                **event_counts,
+                "users": n_users,
+                "products": n_products,
+                "pairs": n_pairs,
+                "train_pairs": n_train,
+                "test_pairs": n_test,
+            },
+            "window_events": cfg.training.window_events,
+            "kafka": {
+                "topic": cfg.kafka.topic,
+                "offsets": {str(p): list(o) for p, o in (kafka_offsets or {}).items()},
+            },
+            "parameters": {
+                "als": cfg.als.model_dump(mode="json"),
+                "evaluation": cfg.evaluation.model_dump(mode="json"),
+                "recommend": {
+                    **cfg.recommend.model_dump(mode="json"),
+                    "strategy": RECOMMEND_STRATEGY,
+                    "refit_on_all_pairs": REFIT_ON_ALL_PAIRS,
+                },
+                "graph": cfg.graph.model_dump(mode="json"),
+            },
+            "timings_seconds": timings,
+            "spark": {"version": spark.version, "master": spark.sparkContext.master},
+            "graph_engine": None,
+        }
+
+        if not accepted:
+            timings["total"] = round(time.perf_counter() - cycle_started, 3)
+            path = export_rejected(results, run_id, metrics=metrics, manifest=manifest)
+            log.warning("run %s rejected, latest unchanged: %s", run_id, reason)
+            return TrainingOutcome(run_id, False, reason, path, metrics)
+
+        if REFIT_ON_ALL_PAIRS:
+            with _stage("refit", timings):
+                model = fit_als(pairs, als)
+
+        with _stage("recommend", timings):
+            exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
+            recs = recommend_for_users(
+                model,
+                user_vectors(model).select(USER_IDX),
+                cfg.recommend.top_n,
+                exclude=exclude,
+                strategy=RECOMMEND_STRATEGY,
+                num_chunks=_chunks(n_users, parallelism),
+            )
+            named = keep(
+                recs.join(user_map, USER_IDX)
+                .join(product_map, PRODUCT_IDX)
+                .select(USER_ID, PRODUCT_ID, SCORE, RANK)
+            )
+            n_edges = named.count()
+            popular = (
+                popular_products(pairs, cfg.recommend.popular_n)
+                .join(product_map, PRODUCT_IDX)
+                .select(RANK, PRODUCT_ID, PURCHASES, QUANTITY_TOTAL)
+                .orderBy(RANK)
+            )
+
+        with _stage("graph", timings):
+            vertices = build_vertices(
+                raw_pairs.select(USER_ID).distinct(), raw_pairs.select(PRODUCT_ID).distinct()
+            )
+            edges = build_edges(named)
+            graph, engine = graph_figures(
+                spark,
+                vertices,
+                edges,
+                engine=cfg.graph.engine,
+                iterations=cfg.graph.pagerank_iterations,
+                reset_probability=cfg.graph.reset_probability,
+            )
+            graph = keep(graph)
+            metrics["graph"] = {
+                "vertices": n_users + n_products,
+                "edges": n_edges,
+                "users": n_users,
+                "products": n_products,
+                **concentration(graph),
+            }
+            manifest["graph_engine"] = engine
+
+        with _stage("export", timings):
+            path = export_accepted(
+                results,
+                run_id,
+                model=model,
+                vertices=graph,
+                edges=edges,
+                popular=popular,
+                metrics=metrics,
+                manifest=manifest,
+                row_counts={"vertices": n_users + n_products, "edges": n_edges},
+                timings=timings,
+                cycle_started=cycle_started,
+            )
+        log.info("training run %s published in %.1f s", run_id, timings.get("total", 0.0))
+        return TrainingOutcome(run_id, True, reason, path, metrics)
+    finally:
+        for df in cached:
+            df.unpersist()

@@ -1,0 +1,110 @@
+"""Graph: vertex ids, degrees, the dataframe PageRank against networkx, engines, concentration."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
+
+from spark_app.session import DEPS_DIR, graphframes_jar_loaded
+from spark_app.training.graph import (
+    GRAPH_VERTEX_SCHEMA,
+    build_edges,
+    build_vertices,
+    choose_engine,
+    concentration,
+    degrees,
+    graph_dataframe,
+    graph_graphframes,
+    pagerank_dataframe,
+)
+
+GRAPHFRAMES_JAR_FETCHED = any((DEPS_DIR / "graphframes-jars").glob("*.jar"))
+
+DIRECTED = [("a", "b"), ("a", "c"), ("b", "c"), ("c", "a"), ("d", "c"), ("d", "e"), ("f", "e")]
+
+
+def _small_graph(spark):
+    users = spark.createDataFrame([("7",), ("8",)], "user_id string")
+    products = spark.createDataFrame([("7",), ("9",), ("10",)], "product_id string")
+    recs = spark.createDataFrame(
+        [("7", "7", 0.9, 1), ("7", "9", 0.5, 2), ("8", "7", 0.8, 1)],
+        "user_id string, product_id string, score double, rank int",
+    )
+    return build_vertices(users, products), build_edges(recs)
+
+
+def test_user_and_product_with_equal_raw_ids_are_distinct_vertices(spark) -> None:
+    users = spark.createDataFrame([("7",)], "user_id string")
+    products = spark.createDataFrame([("7",)], "product_id string")
+    expected = spark.createDataFrame(
+        [("u:7", "user", "7"), ("p:7", "product", "7")], "id string, type string, label string"
+    )
+    assert_df_equality(
+        build_vertices(users, products), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_degrees_count_recommendations(spark) -> None:
+    vertices, edges = _small_graph(spark)
+    expected = spark.createDataFrame(
+        [("u:7", 0, 2), ("u:8", 0, 1), ("p:7", 2, 0), ("p:9", 1, 0), ("p:10", 0, 0)],
+        "id string, in_degree long, out_degree long",
+    )
+    assert_df_equality(
+        degrees(vertices, edges), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_dataframe_pagerank_matches_networkx(spark) -> None:
+    graph = nx.DiGraph(DIRECTED)
+    graph.add_node("g")  # isolated: dangling, reached only by teleport
+    expected_ranks = nx.pagerank(graph, alpha=0.85, tol=1e-12, max_iter=1000)
+    expected = spark.createDataFrame(sorted(expected_ranks.items()), "id string, pagerank double")
+    vertices = spark.createDataFrame([(v,) for v in graph.nodes], "id string")
+    edges = spark.createDataFrame(DIRECTED, "src string, dst string")
+    ranks = pagerank_dataframe(vertices, edges, iterations=15, reset_probability=0.15)
+    assert_approx_df_equality(ranks, expected, 1e-3, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_dataframe_engine_returns_the_vertex_schema(spark) -> None:
+    vertices, edges = _small_graph(spark)
+    table = graph_dataframe(vertices, edges, iterations=3, reset_probability=0.15)
+    assert [(f.name, f.dataType) for f in table.schema] == [
+        (f.name, f.dataType) for f in GRAPH_VERTEX_SCHEMA
+    ]
+
+
+@pytest.mark.skipif(
+    not GRAPHFRAMES_JAR_FETCHED,
+    reason="GraphFrames' JVM jar (io.graphframes:graphframes-spark4_2.13) is not in "
+    ".deps/graphframes-jars: the registry this machine reaches does not serve it",
+)
+def test_graphframes_engine_matches_dataframe_engine(spark) -> None:
+    if not graphframes_jar_loaded(spark):
+        pytest.skip("GraphFrames' jar was fetched but is not loaded in this Spark session")
+    vertices, edges = _small_graph(spark)
+    ours = graph_dataframe(vertices, edges, iterations=20, reset_probability=0.15)
+    theirs = graph_graphframes(vertices, edges, iterations=20, reset_probability=0.15)
+    assert_df_equality(theirs.drop("pagerank"), ours.drop("pagerank"), ignore_row_order=True)
+
+
+def test_auto_engine_falls_back_to_dataframe_without_the_jar() -> None:
+    assert choose_engine("auto", jar_loaded=False) == "dataframe"
+
+
+def test_graphframes_engine_without_the_jar_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="jar is not loaded"):
+        choose_engine("graphframes", jar_loaded=False)
+
+
+def test_concentration_of_product_in_degree(spark) -> None:
+    # products in-degree [3, 1, 0, 0]: top 1% of 4 -> 1 product with 3 of 4 edges;
+    # Gini over sorted [0, 0, 1, 3] = 2 * (3*1 + 4*3) / (4 * 4) - 5/4 = 0.625
+    table = spark.createDataFrame(
+        [("p:1", "product", 3), ("p:2", "product", 1), ("p:3", "product", 0),
+         ("p:4", "product", 0), ("u:1", "user", 0)],
+        "id string, type string, in_degree long",
+    )  # fmt: skip
+    expected = {"products_recommended": 2, "top1pct_edge_share": 0.75, "gini_in_degree": 0.625}
+    assert concentration(table) == pytest.approx(expected)

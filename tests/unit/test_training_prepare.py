@@ -1,0 +1,93 @@
+"""Prepare and split: pair aggregation, stable id mapping, the two split modes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from chispa import assert_df_equality
+
+from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
+from spark_app.training.prepare import aggregate_pairs, update_id_map
+from spark_app.training.split import split_latest, split_random
+from tests.training_data import events_df
+
+T0 = datetime(2026, 11, 27, 10, 0, 0)
+T1 = datetime(2026, 11, 27, 11, 0, 0)
+T2 = datetime(2026, 11, 27, 12, 0, 0)
+
+
+def _event(i: int, user: str, product: str, quantity: int, when: datetime) -> tuple:
+    return (f"e{i}", user, product, quantity, when, None, "sales", 0, i)
+
+
+def test_pairs_sum_quantity_and_count_purchases(spark) -> None:
+    events = events_df(
+        spark,
+        [
+            _event(1, "a", "x", 2, T0),
+            _event(2, "a", "x", 3, T2),
+            _event(3, "a", "y", 1, T1),
+            _event(4, "b", "x", 4, T1),
+        ],
+    )
+    expected = spark.createDataFrame(
+        [("a", "x", 5.0, 2, T2), ("a", "y", 1.0, 1, T1), ("b", "x", 4.0, 1, T1)],
+        "user_id string, product_id string, rating double, purchases long, "
+        "last_event_time timestamp",
+    )
+    assert_df_equality(
+        aggregate_pairs(events), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_id_map_keeps_old_indices_and_numbers_new_ids_after_max(spark, tmp_path: Path) -> None:
+    map_dir = tmp_path / "users"
+    run1 = spark.createDataFrame([("c",), ("a",), ("b",), ("a",)], "user_id string")
+    run2 = spark.createDataFrame([("b",), ("e",), ("a",), ("d",)], "user_id string")
+    update_id_map(spark, run1, map_dir, USER_ID, USER_IDX)
+    second = update_id_map(spark, run2, map_dir, USER_ID, USER_IDX)
+    expected = spark.createDataFrame(
+        [("a", 0), ("b", 1), ("c", 2), ("d", 3), ("e", 4)], "user_id string, user_idx int"
+    )
+    assert_df_equality(second, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_id_map_without_new_ids_keeps_the_same_version(spark, tmp_path: Path) -> None:
+    map_dir = tmp_path / "products"
+    ids = spark.createDataFrame([("x",), ("y",)], "product_id string")
+    update_id_map(spark, ids, map_dir, PRODUCT_ID, PRODUCT_IDX)
+    update_id_map(spark, ids, map_dir, PRODUCT_ID, PRODUCT_IDX)
+    assert (map_dir / "CURRENT").read_text().strip() == "v-000001"
+
+
+def _indexed_pairs(spark):
+    return spark.createDataFrame(
+        [
+            (1, 10, 1.0, 1, T0),
+            (1, 11, 1.0, 1, T2),
+            (1, 12, 1.0, 1, T1),
+            (1, 13, 1.0, 1, T0),
+            (1, 14, 1.0, 1, T0),
+            (2, 10, 1.0, 1, T0),
+            (3, 10, 1.0, 1, T0),
+            (3, 11, 1.0, 1, T1),
+        ],
+        "user_idx int, product_idx int, rating double, purchases long, last_event_time timestamp",
+    )
+
+
+def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
+    # user 1: 5 pairs, floor(5 * 0.4) = 2 newest held out; user 2: one pair stays in train;
+    # user 3: 2 pairs, max(1, floor(0.8)) = 1 held out.
+    _, test = split_latest(_indexed_pairs(spark), 0.4)
+    expected = spark.createDataFrame([(1, 11), (1, 12), (3, 11)], "user_idx int, product_idx int")
+    assert_df_equality(
+        test.select(USER_IDX, PRODUCT_IDX), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_random_split_partitions_the_pairs(spark) -> None:
+    pairs = _indexed_pairs(spark).cache()
+    train, test = split_random(pairs, 0.3, seed=3)
+    assert_df_equality(train.unionByName(test), pairs, ignore_row_order=True)
