@@ -81,12 +81,14 @@ class EvaluationConfig(_Section):
         "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage"
     ]
     accept_margin: float = Field(ge=0, lt=1)
+    refit_on_all_pairs: bool
 
 
 class RecommendConfig(_Section):
     top_n: int = Field(gt=0)
     exclude_purchased: bool
     popular_n: int = Field(gt=0)
+    strategy: Literal["blocked", "spark"]
 
 
 class GraphConfig(_Section):

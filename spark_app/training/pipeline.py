@@ -46,7 +46,6 @@ from spark_app.training.prepare import (
     update_id_map,
 )
 from spark_app.training.recommend import (
-    DEFAULT_STRATEGY,
     QUANTITY_TOTAL,
     USERS_PER_CHUNK,
     bought_lists,
@@ -60,8 +59,6 @@ log = logging.getLogger(__name__)
 
 ID_MAP_DIR = "id_map"
 # Defaults for settings that conf/defaults.yaml does not have (yet).
-RECOMMEND_STRATEGY = DEFAULT_STRATEGY  # blocked | spark: see spark_app.training.recommend
-REFIT_ON_ALL_PAIRS = False  # refit on train + test after acceptance (costs a second fit)
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ def run_training(
                 implicit_prefs=cfg.als.implicit_prefs,
                 catalog_size=n_products,
                 num_chunks=_chunks(n_users, parallelism),
-                strategy=RECOMMEND_STRATEGY,
+                strategy=cfg.recommend.strategy,
             )
         accepted, reason = decide(
             evaluation["model"],
@@ -213,8 +210,8 @@ def run_training(
                 "evaluation": cfg.evaluation.model_dump(mode="json"),
                 "recommend": {
                     **cfg.recommend.model_dump(mode="json"),
-                    "strategy": RECOMMEND_STRATEGY,
-                    "refit_on_all_pairs": REFIT_ON_ALL_PAIRS,
+                    "strategy": cfg.recommend.strategy,
+                    "refit_on_all_pairs": cfg.evaluation.refit_on_all_pairs,
                 },
                 "graph": cfg.graph.model_dump(mode="json"),
             },
@@ -229,7 +226,7 @@ def run_training(
             log.warning("run %s rejected, latest unchanged: %s", run_id, reason)
             return TrainingOutcome(run_id, False, reason, path, metrics)
 
-        if REFIT_ON_ALL_PAIRS:
+        if cfg.evaluation.refit_on_all_pairs:
             with _stage("refit", timings):
                 model = fit_als(pairs, als)
 
@@ -240,7 +237,7 @@ def run_training(
                 user_vectors(model).select(USER_IDX),
                 cfg.recommend.top_n,
                 exclude=exclude,
-                strategy=RECOMMEND_STRATEGY,
+                strategy=cfg.recommend.strategy,
                 num_chunks=_chunks(n_users, parallelism),
             )
             named = keep(

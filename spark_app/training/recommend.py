@@ -105,7 +105,7 @@ def _score_chunks(n: int, cells_per_block: int) -> Callable[[Iterator], Iterator
             sel = (bought_rows >= start) & (bought_rows < stop)
             scores[bought_rows[sel] - start, bought_cols[sel]] = -np.inf
             if k < n_items:
-                top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                top = np.argpartition(scores, n_items - k, axis=1)[:, n_items - k :]
             else:
                 top = np.broadcast_to(np.arange(n_items), (stop - start, n_items))
             top_scores = np.take_along_axis(scores, top, axis=1)
@@ -266,7 +266,11 @@ def popular_for_users(
 
     Same scorer and exclusion as the model (item score = -popularity rank).
     """
-    items = popular.select(PRODUCT_IDX, F.array(-F.col(RANK).cast(FloatType())).alias(FEATURES))
+    # A user's first n unbought products lie within the first n + (products they bought).
+    depth = n + (max_bought(exclude) if exclude is not None else 0)
+    items = popular.where(F.col(RANK) <= depth).select(
+        PRODUCT_IDX, F.array(-F.col(RANK).cast(FloatType())).alias(FEATURES)
+    )
     targets = (
         users.select(USER_IDX)
         .distinct()
