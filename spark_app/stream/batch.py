@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -224,7 +224,7 @@ class BatchProcessor:
             through_batch=ledger.last_batch_id,
         ).select(*S.EVENT_SCHEMA.fieldNames())
         run_id, accepted = self._trainer(events, record, ledger)
-        done = TrainingRecord(**{**record.__dict__, "run_id": run_id, "accepted": accepted})
+        done = replace(record, run_id=run_id, accepted=accepted)
         still_waiting = ledger.total_valid > record.cut
         ledger = ledger.with_(
             pending_training=None,
