@@ -12,7 +12,6 @@ and checkpoint: the new sales get new event ids, nothing is read twice.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.kafka_local import LocalKafka
 from infra.wait import wait_until
+from spark_app.stream.ledger import load_ledger
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent
@@ -57,15 +57,6 @@ class DemoResult:
     report: Path
     total_valid: int
     total_quarantined: int
-
-
-def _ledger(state: Path) -> dict:
-    path = state / "ledger.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _runs(state: Path) -> int:
-    return len(_ledger(state).get("trainings", []))
 
 
 def _start_job(options: DemoOptions, bootstrap: str, log_file: Path) -> subprocess.Popen:
@@ -126,7 +117,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     kafka = LocalKafka(home=options.kafka_home, brokers=1, base_port=options.kafka_port)
     started_kafka = not kafka.is_running()
     job = producer = None
-    runs_before = _runs(options.state)
+    runs_before = len(load_ledger(options.state).trainings)
     try:
         bootstrap = kafka.start(timeout=180)
         kafka.create_topic("sales", partitions=options.partitions)
@@ -141,14 +132,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
             if job.poll() is not None:
                 raise InfraError(f"the streaming job exited with {job.returncode}; "
                                  f"see {options.logs / 'job.log'}")
-            ledger = _ledger(options.state)
+            ledger = load_ledger(options.state)
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
                 log.info("progress: %d valid, %d quarantined events stored; %d of %d runs",
-                         ledger.get("total_valid", 0), ledger.get("total_quarantined", 0),
-                         len(ledger.get("trainings", [])), target)
-            return len(ledger.get("trainings", [])) >= target and not ledger.get(
-                "pending_training")
+                         ledger.total_valid, ledger.total_quarantined, len(ledger.trainings),
+                         target)
+            return len(ledger.trainings) >= target and ledger.pending_training is None
 
         wait_until(published, options.timeout, f"{target} training runs", interval=0.5)
         if producer.wait(timeout=options.timeout) != 0:
@@ -159,10 +149,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
         if started_kafka:
             kafka.stop()
     report = _render(options)
-    ledger = _ledger(options.state)
-    return DemoResult(runs_before, len(ledger["trainings"]),
+    ledger = load_ledger(options.state)
+    return DemoResult(runs_before, len(ledger.trainings),
                       (options.results / "latest").resolve(), report,
-                      ledger["total_valid"], ledger["total_quarantined"])
+                      ledger.total_valid, ledger.total_quarantined)
 
 
 def main(argv: list[str] | None = None) -> int:
