@@ -16,6 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spark_app.errors import InvalidConfigError
 
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "conf" / "defaults.yaml"
+# Mappings whose keys are free (not known in advance): an override adds or replaces entries.
+FREE_MAPPINGS = ("extra_conf", "consumer_options")
+# Kafka consumer settings the job sets itself, or that Spark's Kafka source refuses.
+RESERVED_CONSUMER_OPTIONS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "auto.offset.reset",
+        "enable.auto.commit",
+        "key.deserializer",
+        "value.deserializer",
+        "interceptor.classes",
+    }
+)
 
 
 class _Section(BaseModel):
@@ -29,6 +43,20 @@ class KafkaConfig(_Section):
     max_offsets_per_trigger: int = Field(ge=0)
     fail_on_data_loss: bool
     connect_timeout_seconds: float = Field(gt=0)
+    consumer_options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("consumer_options", mode="before")
+    @classmethod
+    def _consumer_options(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for key in value:
+            if str(key) in RESERVED_CONSUMER_OPTIONS:
+                raise ValueError(
+                    f"{key!r} is set by the job itself (or refused by Spark's Kafka source); "
+                    "remove it from kafka.consumer_options"
+                )
+        return {str(k): str(v) for k, v in value.items()}
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -143,7 +171,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[s
             raise InvalidConfigError(
                 f"unknown config key {dotted!r}; known keys here: {', '.join(sorted(base))}"
             )
-        if isinstance(merged[key], dict) and key != "extra_conf":
+        if isinstance(merged[key], dict) and key not in FREE_MAPPINGS:
             if not isinstance(value, dict):
                 raise InvalidConfigError(f"config key {dotted!r} must be a mapping")
             merged[key] = _merge(merged[key], value, dotted + ".")
@@ -162,7 +190,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise InvalidConfigError(f"override {pair!r} must look like section.key=value")
         node = nested
-        *parents, leaf = key.strip().split(".")
+        parts = key.strip().split(".")
+        free = next((i for i, part in enumerate(parts[:-1]) if part in FREE_MAPPINGS), None)
+        if free is not None:  # the rest is one key of a free mapping, dots and all
+            parts = [*parts[: free + 1], ".".join(parts[free + 1 :])]
+        *parents, leaf = parts
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(raw) if raw else ""

@@ -90,6 +90,7 @@ def run(cfg: AppConfig) -> None:
         starting_offsets=cfg.kafka.starting_offsets,
         max_offsets_per_trigger=cfg.kafka.max_offsets_per_trigger,
         fail_on_data_loss=cfg.kafka.fail_on_data_loss,
+        consumer_options=cfg.kafka.consumer_options,
     )
     run_query(stream, processor, checkpoint=state / "checkpoint",
               trigger_interval_seconds=cfg.stream.trigger_interval_seconds,

@@ -45,6 +45,7 @@ RAW_VALUE = "raw_value"
 EVENT_TIME = "event_time"  # parsed `timestamp`, a Spark timestamp (UTC)
 BATCH_ID = "batch_id"  # micro-batch that persisted the row (idempotency key)
 SEQ = "seq"  # position of a valid event in commit order: 0, 1, 2, ... (defines training sets)
+INPUT_SPLIT = "_input_split"  # scratch, never stored: the Spark partition a batch row was read in
 REASON = "reason"  # why a record was quarantined
 QUARANTINED_AT = "quarantined_at"
 

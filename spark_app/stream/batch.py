@@ -26,9 +26,13 @@ from pyspark.sql import functions as F
 from spark_app import schema as S
 from spark_app.stream.ledger import Ledger, TrainingRecord, load_ledger, save_ledger
 from spark_app.stream.store import (
+    SplitCount,
     read_events,
     sequence_bases,
+    split_bases,
+    splits_are_ordered_ranges,
     with_sequence,
+    with_sequence_in_place,
     write_batch,
 )
 from spark_app.stream.threshold import (
@@ -64,32 +68,59 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class BatchCounts:
-    valid_per_partition: dict[int, int]
+    splits: list[SplitCount]  # valid events per Spark partition of the batch
     quarantined: int
     offsets: dict[str, list[int]]  # partition -> [first, last] offset seen in the batch
 
     @property
+    def valid_per_partition(self) -> dict[int, int]:
+        per_partition: dict[int, int] = {}
+        for s in self.splits:
+            per_partition[s.kafka_partition] = per_partition.get(s.kafka_partition, 0) + s.valid
+        return per_partition
+
+    @property
     def valid(self) -> int:
-        return sum(self.valid_per_partition.values())
+        return sum(s.valid for s in self.splits)
 
 
 def count_batch(classified: DataFrame) -> BatchCounts:
-    """Valid events per Kafka partition, quarantined total and offset range: one small job."""
+    """Valid events per input split and Kafka partition, quarantined total and offset range:
+    one small job. `classified` carries S.INPUT_SPLIT."""
     rows = (
-        classified.groupBy(S.KAFKA_PARTITION, F.col(S.REASON).isNull().alias("valid"))
+        classified.groupBy(
+            S.INPUT_SPLIT, S.KAFKA_PARTITION, F.col(S.REASON).isNull().alias("valid")
+        )
         .agg(
             F.count(F.lit(1)).alias("n"),
             F.min(S.KAFKA_OFFSET).alias("first"),
             F.max(S.KAFKA_OFFSET).alias("last"),
         )
-        .collect()  # at most 2 rows per Kafka partition
+        .collect()  # at most 2 rows per Spark partition of the batch
     )
-    valid = {r[S.KAFKA_PARTITION]: r["n"] for r in rows if r["valid"]}
+    splits = [
+        SplitCount(r[S.INPUT_SPLIT], r[S.KAFKA_PARTITION], r["first"], r["last"], r["n"])
+        for r in rows
+        if r["valid"]
+    ]
     offsets: dict[str, list[int]] = {}
     for r in rows:
         span = offsets.setdefault(str(r[S.KAFKA_PARTITION]), [r["first"], r["last"]])
         span[0], span[1] = min(span[0], r["first"]), max(span[1], r["last"])
-    return BatchCounts(valid, sum(r["n"] for r in rows if not r["valid"]), offsets)
+    return BatchCounts(splits, sum(r["n"] for r in rows if not r["valid"]), offsets)
+
+
+def numbered_valid_events(classified: DataFrame, base: int, counts: BatchCounts) -> DataFrame:
+    """The batch's valid events with `seq` from `base`, by Kafka partition, then offset.
+
+    As Spark's Kafka source lays a batch out, each split is numbered where it is; any other
+    layout (a static DataFrame in a test) takes a window, which shuffles.
+    """
+    if splits_are_ordered_ranges(counts.splits):
+        valid = valid_events(classified, keep=(S.INPUT_SPLIT,))
+        return with_sequence_in_place(valid, split_bases(base, counts.splits))
+    bases = sequence_bases(base, counts.valid_per_partition)
+    return with_sequence(valid_events(classified), bases)
 
 
 def merge_offsets(
@@ -144,14 +175,20 @@ class BatchProcessor:
             max_quantity=s.max_quantity,
             max_future_seconds=s.max_future_seconds,
             min_timestamp=s.min_timestamp,
+        )
+        # Cached once for the count and the two writes; the raw value only where it is needed.
+        classified = classified.select(
+            *[c for c in classified.columns if c != "value"],
+            F.when(F.col(S.REASON).isNotNull(), F.col("value")).alias("value"),
+            F.spark_partition_id().alias(S.INPUT_SPLIT),
         ).persist()
         try:
             started = time.monotonic()
             counts = count_batch(classified)
             counted = time.monotonic()
             if counts.valid:
-                bases = sequence_bases(self.ledger.total_valid, counts.valid_per_partition)
-                write_batch(with_sequence(valid_events(classified), bases), s.events_dir, batch_id)
+                numbered = numbered_valid_events(classified, self.ledger.total_valid, counts)
+                write_batch(numbered, s.events_dir, batch_id)
             if counts.quarantined:
                 write_batch(quarantined(classified), s.quarantine_dir, batch_id)
             log.debug("batch %d: read+validate+count %.2f s, store %.2f s", batch_id,

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -52,8 +53,12 @@ def kafka_stream(
     starting_offsets: str,
     max_offsets_per_trigger: int,
     fail_on_data_loss: bool,
+    consumer_options: Mapping[str, str] | None = None,
 ) -> DataFrame:
-    """The topic as a streaming DataFrame with the Kafka source's columns."""
+    """The topic as a streaming DataFrame with the Kafka source's columns.
+
+    `consumer_options` are Kafka consumer settings (e.g. max.poll.records), passed as kafka.<key>.
+    """
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", bootstrap_servers)
@@ -61,6 +66,8 @@ def kafka_stream(
         .option("startingOffsets", starting_offsets)
         .option("failOnDataLoss", str(fail_on_data_loss).lower())
     )
+    for key, value in (consumer_options or {}).items():
+        reader = reader.option(f"kafka.{key}", str(value))
     if max_offsets_per_trigger > 0:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return reader.load()

@@ -189,10 +189,10 @@ def classify(
     ).drop(*scratch)
 
 
-def valid_events(classified: DataFrame) -> DataFrame:
-    """The valid rows of `classify`'s output, in the event store's schema."""
+def valid_events(classified: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:
+    """The valid rows of `classify`'s output, in the event store's schema (plus `keep`)."""
     return classified.where(F.col(S.REASON).isNull()).select(
-        *[F.col(field.name).cast(field.dataType) for field in S.EVENT_SCHEMA.fields]
+        *[F.col(field.name).cast(field.dataType) for field in S.EVENT_SCHEMA.fields], *keep
     )
 
 

@@ -6,11 +6,12 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pyspark.sql import functions as F
 
 from spark_app import schema as S
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.ledger import load_ledger
-from spark_app.stream.store import read_events
+from spark_app.stream.store import SplitCount, read_events, splits_are_ordered_ranges
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
@@ -79,6 +80,54 @@ def test_sequence_numbers_are_dense_and_unique(spark, tmp_path):
     stored = read_events(spark, s.events_dir, first_seq=0, end_seq=10**9, through_batch=1)
     seqs = sorted(r[S.SEQ] for r in stored.select(S.SEQ).collect())
     assert seqs == list(range(processor.ledger.total_valid))
+
+
+def kafka_like_batch(spark, partitions: dict[int, range], bad_offsets: set[int]):
+    """A batch laid out as Spark's Kafka source lays it out: one Spark partition per Kafka
+    partition, offsets ascending; the Kafka partitions in descending order."""
+    rows = []
+    for partition, offsets in partitions.items():
+        for offset in offsets:
+            event = {"user_id": f"u{offset % 7}", "product_id": "p1", "quantity": 1,
+                     "timestamp": "2026-11-27T09:00:00Z"}
+            value = "not json" if offset in bad_offsets else json.dumps(event)
+            rows.append((value, "sales", partition, offset, KAFKA_TIME))
+    df = spark.createDataFrame(
+        rows, "value string, topic string, partition int, offset long, timestamp timestamp"
+    )
+    return df.repartitionByRange(len(partitions), F.col("partition").desc()).sortWithinPartitions(
+        "offset"
+    )
+
+
+def test_kafka_like_batches_are_numbered_by_partition_then_offset(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    processor = BatchProcessor(s, Recorder())
+    processor.process(kafka_like_batch(spark, {2: range(5, 9), 0: range(10, 13)}, {11}), 0)
+    processor.process(kafka_like_batch(spark, {0: range(13, 15), 2: range(9, 10)}, set()), 1)
+    stored = read_events(spark, s.events_dir, first_seq=0, end_seq=10**9, through_batch=1)
+    numbered = sorted(
+        (r[S.SEQ], r[S.KAFKA_PARTITION], r[S.KAFKA_OFFSET])
+        for r in stored.select(S.SEQ, S.KAFKA_PARTITION, S.KAFKA_OFFSET).collect()
+    )
+    assert numbered == [
+        (0, 0, 10), (1, 0, 12), (2, 2, 5), (3, 2, 6), (4, 2, 7), (5, 2, 8),
+        (6, 0, 13), (7, 0, 14), (8, 2, 9),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("splits", "in_place"),
+    [
+        ([SplitCount(0, 3, 10, 19, 9), SplitCount(1, 1, 0, 9, 10)], True),
+        ([SplitCount(0, 1, 10, 19, 9), SplitCount(1, 1, 0, 9, 10)], True),  # minPartitions
+        ([SplitCount(0, 1, 0, 10, 9), SplitCount(1, 1, 10, 19, 10)], False),  # overlap
+        ([SplitCount(0, 1, 0, 9, 9), SplitCount(0, 2, 0, 9, 10)], False),  # mixed split
+        ([], True),
+    ],
+)
+def test_only_kafka_like_layouts_are_numbered_in_place(splits, in_place):
+    assert splits_are_ordered_ranges(splits) is in_place
 
 
 def test_bad_records_are_quarantined_and_counted(spark, tmp_path):
