@@ -114,6 +114,8 @@ def main() -> int:
     parser.add_argument("--warmup-events", type=int, default=300_000,
                         help="events of the warm-up query on its own topic (0: none)")
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
+    parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting for the session (repeatable)")
     parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -129,7 +131,8 @@ def main() -> int:
             bootstrap = broker.start()
         spark = create_session(app_name="bench-ingest", master="local[2]", shuffle_partitions=4,
                                extra_conf={"spark.ui.enabled": "false",
-                                           "spark.driver.memory": "4g"})
+                                           "spark.driver.memory": "4g",
+                                           **dict(c.split("=", 1) for c in args.conf)})
         try:
             stamp = int(time.time())
             topic, warmup_topic = f"bench-{stamp}", f"bench-warmup-{stamp}"
