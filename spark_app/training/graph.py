@@ -7,9 +7,10 @@ output schema:
 
 - `graphframes`: GraphFrame.inDegrees / outDegrees / pageRank (needs GraphFrames' JVM jar);
   its PageRank is rescaled to sum to 1.
-- `dataframe`: plain DataFrame operations; PageRank by a fixed number of power iterations
-  with the mass of dangling vertices (no out-edges) spread evenly over all vertices, the
-  definition networkx.pagerank uses.
+- `dataframe`: plain DataFrame operations, one pass over the edges. PageRank as networkx.pagerank
+  defines it (the mass of dangling vertices, those without out-edges, spread evenly over all
+  vertices), exactly, by its closed form for a graph whose edges all go from users to products
+  (see pagerank_dataframe); `iterations` applies to the graphframes engine only.
 
 Concentration: the share of edges that point at the top 1% of the catalog's products (at least
 one product), and the Gini coefficient of product in-degree over the whole catalog (products
@@ -47,7 +48,7 @@ from spark_app.schema import (
     VERTEX_TYPE,
 )
 from spark_app.session import graphframes_jar_loaded
-from spark_app.training.prepare import require_columns, whole_table_window
+from spark_app.training.prepare import require_columns
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,6 @@ OUT_DEGREE = "out_degree"
 PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
-# Up to this many vertices the dataframe PageRank broadcasts the rank table to every task
-# (about 24 bytes a vertex) instead of shuffling the edges in every iteration.
-PAGERANK_BROADCAST_MAX_VERTICES = 2_000_000
 
 VERTEX_SCHEMA = StructType(
     [
@@ -149,66 +147,59 @@ def degrees(vertices: DataFrame, edges: DataFrame) -> DataFrame:
 
 
 def pagerank_dataframe(
-    vertices: DataFrame, edges: DataFrame, iterations: int, reset_probability: float
+    vertices: DataFrame, edges: DataFrame, reset_probability: float
 ) -> DataFrame:
-    """(id, pagerank) by `iterations` power iterations; ranks sum to 1.
+    """(id, pagerank) of a two-layer graph, exactly; ranks sum to 1.
 
-    r' = (1 - d) / N + d * (sum over in-edges r(src) / outdeg(src) + D / N), d = 1 - reset,
-    D = rank held by vertices without out-edges. The iterations run on integer vertex numbers
-    (ids are mapped once, back at the end); D is joined in as a one-row table; each iteration
-    is one Spark job, checkpointed locally so the plan does not grow.
+    Valid when no vertex has both in- and out-edges, as in the recommendation graph (edges go
+    from users, which have no in-edges, to products, which have no out-edges). PageRank as
+    networkx.pagerank defines it (mass of vertices without out-edges spread evenly) then has a
+    closed form, with d = 1 - reset, N vertices and S sources (vertices with out-edges):
+    every vertex without in-edges has rank c = 1 / (N + d * S), and a vertex v with in-edges
+    c * (1 + d * sum over its in-edges u -> v of 1 / outdeg(u)). One aggregation, no iterations.
+    Derivation: docs/training.md, "Graph".
     """
+    return _with_figures(vertices, edges, reset_probability).select(VERTEX_ID, PAGERANK)
+
+
+def graph_dataframe(vertices: DataFrame, edges: DataFrame, reset_probability: float) -> DataFrame:
+    """Vertices with in/out degree and PageRank (see pagerank_dataframe), by plain DataFrame
+    operations: one pass over the edges, no iterations."""
+    return _conform(_with_figures(vertices, edges, reset_probability), GRAPH_VERTEX_SCHEMA)
+
+
+def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: float) -> DataFrame:
+    """`vertices` plus in_degree, out_degree and the closed-form PageRank."""
+    require_columns(vertices, (VERTEX_ID,), "graph_dataframe vertices")
+    require_columns(edges, (EDGE_SRC, EDGE_DST), "graph_dataframe edges")
     d = 1.0 - reset_probability
-    numbered = vertices.select(VERTEX_ID).withColumn("_v", F.monotonically_increasing_id())
-    numbered = numbered.localCheckpoint(eager=True)
-    n = numbered.count()
-    if n == 0:
-        return vertices.select(VERTEX_ID, F.lit(0.0).alias(PAGERANK))
-    small = n <= PAGERANK_BROADCAST_MAX_VERTICES
-    src_no = numbered.select(F.col(VERTEX_ID).alias(EDGE_SRC), F.col("_v").alias("_s"))
-    dst_no = numbered.select(F.col(VERTEX_ID).alias(EDGE_DST), F.col("_v").alias("_d"))
-    links = edges.select(EDGE_SRC, EDGE_DST).join(src_no, EDGE_SRC).join(dst_no, EDGE_DST)
-    outs = links.groupBy("_s").agg((1.0 / F.count(F.lit(1))).alias("_w"))
-    weighted = links.select("_s", "_d").join(outs, "_s").localCheckpoint(eager=True)
-    flags = (
-        numbered.select("_v")
-        .join(outs.select(F.col("_s").alias("_v"), F.lit(False).alias("_out")), "_v", "left")
-        .select("_v", F.col("_out").isNull().alias("_dangling"))
-        .localCheckpoint(eager=True)
+    outs = edges.groupBy(F.col(EDGE_SRC).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
+    ins = (
+        edges.select(EDGE_SRC, EDGE_DST)
+        .join(outs.withColumnRenamed(VERTEX_ID, EDGE_SRC), EDGE_SRC)
+        .groupBy(F.col(EDGE_DST).alias(VERTEX_ID))
+        .agg(
+            F.count(F.lit(1)).alias(IN_DEGREE),
+            F.sum(1.0 / F.col(OUT_DEGREE)).alias("_inflow"),
+        )
     )
-    ranks = flags.select("_v", "_dangling", F.lit(1.0 / n).alias(PAGERANK))
-    for _ in range(iterations):
-        dangling = ranks.where("_dangling").agg(
-            F.coalesce(F.sum(PAGERANK), F.lit(0.0)).alias("_dm")
-        )
-        source_ranks = ranks.select(F.col("_v").alias("_s"), PAGERANK)
-        if small:
-            source_ranks = F.broadcast(source_ranks)
-        contrib = (
-            weighted.join(source_ranks, "_s")
-            .groupBy(F.col("_d").alias("_v"))
-            .agg(F.sum(F.col(PAGERANK) * F.col("_w")).alias("_c"))
-        )
-        rank = F.lit((1.0 - d) / n) + F.lit(d) * (
-            F.coalesce(F.col("_c"), F.lit(0.0)) + F.col("_dm") / F.lit(n)
-        )
-        ranks = (
-            flags.join(F.broadcast(contrib) if small else contrib, "_v", "left")
-            .crossJoin(F.broadcast(dangling))
-            .select("_v", "_dangling", rank.alias(PAGERANK))
-            .localCheckpoint(eager=True)
-        )
-    return numbered.join(ranks, "_v").select(VERTEX_ID, PAGERANK)
-
-
-def graph_dataframe(
-    vertices: DataFrame, edges: DataFrame, iterations: int, reset_probability: float
-) -> DataFrame:
-    """Vertices with in/out degree and PageRank, by plain DataFrame operations."""
-    figures = degrees(vertices, edges).join(
-        pagerank_dataframe(vertices, edges, iterations, reset_probability), VERTEX_ID
+    totals = vertices.agg(F.count(F.lit(1)).alias("_n")).crossJoin(
+        outs.agg(F.count(F.lit(1)).alias("_sources"))
     )
-    return _conform(vertices.join(figures, VERTEX_ID), GRAPH_VERTEX_SCHEMA)
+    base = F.lit(1.0) / (F.col("_n") + F.lit(d) * F.col("_sources"))
+    return (
+        vertices.join(ins, VERTEX_ID, "left")
+        .join(outs, VERTEX_ID, "left")
+        .crossJoin(F.broadcast(totals))
+        .select(
+            *vertices.columns,
+            F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
+            F.coalesce(F.col(OUT_DEGREE), F.lit(0)).cast(LongType()).alias(OUT_DEGREE),
+            (base * (F.lit(1.0) + F.lit(d) * F.coalesce(F.col("_inflow"), F.lit(0.0)))).alias(
+                PAGERANK
+            ),
+        )
+    )
 
 
 def graph_graphframes(
@@ -256,40 +247,59 @@ def graph_figures(
     """(vertex table with degrees and PageRank, engine used)."""
     used = choose_engine(engine, graphframes_jar_loaded(spark))
     log.info("graph engine: %s (requested %s)", used, engine)
-    build = graph_graphframes if used == "graphframes" else graph_dataframe
-    return build(vertices, edges, iterations, reset_probability), used
+    if used == "graphframes":
+        return graph_graphframes(vertices, edges, iterations, reset_probability), used
+    return graph_dataframe(vertices, edges, reset_probability), used
 
 
-def concentration(graph: DataFrame) -> dict[str, float | int | None]:
-    """Edge share of the top 1% of products and Gini of product in-degree (whole catalog)."""
-    products = graph.where(F.col(VERTEX_TYPE) == PRODUCT_TYPE).select(IN_DEGREE)
-    totals = products.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(IN_DEGREE).alias("edges"),
-        F.sum((F.col(IN_DEGREE) > 0).cast("long")).alias("recommended"),
-    ).first()
-    n, edges, recommended = (
-        int(totals["n"]),
-        int(totals["edges"] or 0),
-        int(totals["recommended"] or 0),
+def in_degree_histogram(graph: DataFrame) -> list[tuple[int, int]]:
+    """(in-degree, number of products) over the catalog's products, in one Spark job.
+
+    Small whatever the data: there are fewer distinct in-degrees than sqrt(2 * edges) + 1.
+    """
+    counts = (
+        graph.where(F.col(VERTEX_TYPE) == PRODUCT_TYPE)
+        .groupBy(IN_DEGREE)
+        .agg(F.count(F.lit(1)).alias("_products"))
+        .collect()
     )
+    return sorted((int(row[IN_DEGREE]), int(row["_products"])) for row in counts)
+
+
+def concentration_of(histogram: list[tuple[int, int]]) -> dict[str, float | int | None]:
+    """Edge share of the top 1% of products and Gini of product in-degree (whole catalog),
+    from in_degree_histogram()."""
+    n = sum(count for _, count in histogram)
+    edges = sum(degree * count for degree, count in histogram)
+    recommended = sum(count for degree, count in histogram if degree > 0)
     if n == 0 or edges == 0:
         return {
             "products_recommended": recommended,
             "top1pct_edge_share": None,
             "gini_in_degree": None,
         }
-    top = max(1, int(n * TOP_SHARE_FRACTION))
-    top_edges = products.orderBy(F.col(IN_DEGREE).desc()).limit(top).agg(F.sum(IN_DEGREE))
-    share = int(top_edges.first()[0]) / edges
-    # Gini = 2 * sum(i * x_i) / (n * sum x) - (n + 1) / n, x sorted ascending, i = 1..n.
-    ordered = products.select(
-        (F.row_number().over(whole_table_window(IN_DEGREE)) * F.col(IN_DEGREE)).alias("_ix")
-    )
-    weighted = float(ordered.agg(F.sum("_ix")).first()[0])
+    left = max(1, int(n * TOP_SHARE_FRACTION))
+    top_edges = 0
+    for degree, count in reversed(histogram):  # the most recommended products first
+        taken = min(left, count)
+        top_edges += degree * taken
+        left -= taken
+        if left == 0:
+            break
+    # Gini = 2 * sum(i * x_i) / (n * sum x) - (n + 1) / n, x sorted ascending, i = 1..n;
+    # the `count` products of one degree hold positions below+1 .. below+count.
+    weighted, below = 0, 0
+    for degree, count in histogram:
+        weighted += degree * (count * below + count * (count + 1) // 2)
+        below += count
     gini = 2.0 * weighted / (n * edges) - (n + 1.0) / n
     return {
         "products_recommended": recommended,
-        "top1pct_edge_share": share,
+        "top1pct_edge_share": top_edges / edges,
         "gini_in_degree": gini,
     }
+
+
+def concentration(graph: DataFrame) -> dict[str, float | int | None]:
+    """Edge share of the top 1% of products and Gini of product in-degree (whole catalog)."""
+    return concentration_of(in_degree_histogram(graph))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import networkx as nx
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
@@ -20,8 +22,6 @@ from spark_app.training.graph import (
 )
 
 GRAPHFRAMES_JAR_FETCHED = any((DEPS_DIR / "graphframes-jars").glob("*.jar"))
-
-DIRECTED = [("a", "b"), ("a", "c"), ("b", "c"), ("c", "a"), ("d", "c"), ("d", "e"), ("f", "e")]
 
 
 def _small_graph(spark):
@@ -56,20 +56,33 @@ def test_degrees_count_recommendations(spark) -> None:
     )
 
 
-def test_dataframe_pagerank_matches_networkx(spark) -> None:
-    graph = nx.DiGraph(DIRECTED)
-    graph.add_node("g")  # isolated: dangling, reached only by teleport
-    expected_ranks = nx.pagerank(graph, alpha=0.85, tol=1e-12, max_iter=1000)
+def _bipartite(seed: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Users -> products with 0..6 out-edges per user; some users and 3 products isolated."""
+    rng = random.Random(seed)
+    products = [f"p:{i}" for i in range(25)]
+    users = [f"u:{i}" for i in range(40)]
+    edges = [(u, p) for u in users for p in rng.sample(products[:-3], rng.randint(0, 6))]
+    return users + products, edges
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_dataframe_pagerank_matches_networkx(spark, seed: int) -> None:
+    nodes, links = _bipartite(seed)
+    graph = nx.DiGraph(links)
+    graph.add_nodes_from(nodes)  # isolated users and products: dangling, reached by teleport
+    assert any(graph.degree(v) == 0 for v in nodes if v.startswith("u:"))
+    assert any(graph.degree(v) == 0 for v in nodes if v.startswith("p:"))
+    expected_ranks = nx.pagerank(graph, alpha=0.85, tol=1e-13, max_iter=10_000)
     expected = spark.createDataFrame(sorted(expected_ranks.items()), "id string, pagerank double")
-    vertices = spark.createDataFrame([(v,) for v in graph.nodes], "id string")
-    edges = spark.createDataFrame(DIRECTED, "src string, dst string")
-    ranks = pagerank_dataframe(vertices, edges, iterations=15, reset_probability=0.15)
-    assert_approx_df_equality(ranks, expected, 1e-3, ignore_row_order=True, ignore_nullable=True)
+    vertices = spark.createDataFrame([(v,) for v in nodes], "id string")
+    edges = spark.createDataFrame(links, "src string, dst string")
+    ranks = pagerank_dataframe(vertices, edges, reset_probability=0.15)
+    assert_approx_df_equality(ranks, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_dataframe_engine_returns_the_vertex_schema(spark) -> None:
     vertices, edges = _small_graph(spark)
-    table = graph_dataframe(vertices, edges, iterations=3, reset_probability=0.15)
+    table = graph_dataframe(vertices, edges, reset_probability=0.15)
     assert [(f.name, f.dataType) for f in table.schema] == [
         (f.name, f.dataType) for f in GRAPH_VERTEX_SCHEMA
     ]
@@ -84,7 +97,7 @@ def test_graphframes_engine_matches_dataframe_engine(spark) -> None:
     if not graphframes_jar_loaded(spark):
         pytest.skip("GraphFrames' jar was fetched but is not loaded in this Spark session")
     vertices, edges = _small_graph(spark)
-    ours = graph_dataframe(vertices, edges, iterations=20, reset_probability=0.15)
+    ours = graph_dataframe(vertices, edges, reset_probability=0.15)
     theirs = graph_graphframes(vertices, edges, iterations=20, reset_probability=0.15)
     assert_df_equality(theirs.drop("pagerank"), ours.drop("pagerank"), ignore_row_order=True)
 
