@@ -31,14 +31,26 @@ from spark_app.schema import (
     USER_IDX,
 )
 from spark_app.training.als import build_als, fit_als, resolve_blocks
-from spark_app.training.evaluate import decide, evaluate_split
+from spark_app.training.evaluate import (
+    decide,
+    evaluate_split,
+    evaluation_of,
+    recommendations_of,
+    score_users,
+)
 from spark_app.training.export import (
     clean_stale_tmp,
     export_accepted,
     export_rejected,
     make_run_id,
 )
-from spark_app.training.graph import build_edges, build_vertices, concentration, graph_figures
+from spark_app.training.graph import (
+    build_edges,
+    build_vertices,
+    concentration_of,
+    graph_figures,
+    in_degree_histogram,
+)
 from spark_app.training.prepare import (
     LAST_EVENT_TIME,
     aggregate_pairs,
@@ -53,7 +65,7 @@ from spark_app.training.recommend import (
     recommend_for_users,
     user_vectors,
 )
-from spark_app.training.split import split_pairs
+from spark_app.training.split import HELD_OUT, flag_held_out, split_flagged
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +96,9 @@ def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
 
 
 def _chunks(users: int, parallelism: int) -> int:
-    return max(parallelism, math.ceil(users / USERS_PER_CHUNK))
+    """Chunks of at most USERS_PER_CHUNK users, a multiple of the cores (one task each)."""
+    per_core = max(1, math.ceil(users / USERS_PER_CHUNK / parallelism))
+    return per_core * parallelism
 
 
 def run_training(
@@ -122,26 +136,40 @@ def run_training(
             product_map = update_id_map(
                 spark, raw_pairs, state / ID_MAP_DIR / "products", PRODUCT_ID, PRODUCT_IDX
             )
-            pairs = keep(
-                attach_indices(raw_pairs, user_map, product_map).select(
-                    USER_IDX, PRODUCT_IDX, RATING, PURCHASES, LAST_EVENT_TIME
+            indexed = attach_indices(raw_pairs, user_map, product_map).select(
+                USER_IDX, PRODUCT_IDX, RATING, PURCHASES, LAST_EVENT_TIME
+            )
+
+        with _stage("split", timings):
+            # One cached table holds both sides; one job counts everything the manifest needs.
+            flagged = keep(
+                flag_held_out(
+                    indexed,
+                    cfg.evaluation.split,
+                    cfg.evaluation.test_fraction,
+                    cfg.evaluation.seed,
                 )
             )
-            sizes = pairs.agg(
+            pairs = flagged.drop(HELD_OUT)
+            train, test = split_flagged(flagged)
+            sizes = flagged.agg(
                 F.count(F.lit(1)).alias("pairs"),
                 F.countDistinct(USER_IDX).alias("users"),
                 F.countDistinct(PRODUCT_IDX).alias("products"),
+                F.sum(F.col(HELD_OUT).cast("long")).alias("test"),
             ).first()
-            n_pairs, n_users, n_products = (int(sizes[c]) for c in ("pairs", "users", "products"))
-
-        with _stage("split", timings):
-            train, test = split_pairs(
-                pairs, cfg.evaluation.split, cfg.evaluation.test_fraction, cfg.evaluation.seed
+            n_pairs, n_users, n_products, n_test = (
+                int(sizes[c] or 0) for c in ("pairs", "users", "products", "test")
             )
-            train, test = keep(train), keep(test)
-            n_train, n_test = train.count(), test.count()
+            n_train = n_pairs - n_test
             log.info(
-                "split %s: %d train pairs, %d test pairs", cfg.evaluation.split, n_train, n_test
+                "%d pairs of %d users and %d products; split %s: %d train, %d test pairs",
+                n_pairs,
+                n_users,
+                n_products,
+                cfg.evaluation.split,
+                n_train,
+                n_test,
             )
 
         als = build_als(
@@ -156,18 +184,29 @@ def run_training(
         with _stage("fit", timings):
             model = fit_als(train, als)
 
+        # With the default `blocked` strategy and no refit, one pass of the scorer evaluates
+        # and recommends: each user is scored once (the recommendations are kept for later).
+        one_pass = cfg.recommend.strategy == "blocked" and not cfg.evaluation.refit_on_all_pairs
+        scored: DataFrame | None = None
         with _stage("evaluate", timings):
-            evaluation = evaluate_split(
-                model,
-                train,
-                test,
-                k=cfg.evaluation.k,
-                exclude_purchased=cfg.recommend.exclude_purchased,
-                implicit_prefs=cfg.als.implicit_prefs,
-                catalog_size=n_products,
-                num_chunks=_chunks(n_users, parallelism),
-                strategy=cfg.recommend.strategy,
-            )
+            options: dict[str, Any] = {
+                "k": cfg.evaluation.k,
+                "exclude_purchased": cfg.recommend.exclude_purchased,
+                "implicit_prefs": cfg.als.implicit_prefs,
+                "num_chunks": _chunks(n_users, parallelism),
+            }
+            if one_pass:
+                scored = keep(score_users(model, train, test, top_n=cfg.recommend.top_n, **options))
+                evaluation = evaluation_of(scored, n_products)
+            else:
+                evaluation = evaluate_split(
+                    model,
+                    train,
+                    test,
+                    catalog_size=n_products,
+                    strategy=cfg.recommend.strategy,
+                    **options,
+                )
         accepted, reason = decide(
             evaluation["model"],
             evaluation["baseline"],
@@ -231,21 +270,23 @@ def run_training(
                 model = fit_als(pairs, als)
 
         with _stage("recommend", timings):
-            exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
-            recs = recommend_for_users(
-                model,
-                user_vectors(model).select(USER_IDX),
-                cfg.recommend.top_n,
-                exclude=exclude,
-                strategy=cfg.recommend.strategy,
-                num_chunks=_chunks(n_users, parallelism),
-            )
+            if scored is not None:
+                recs = recommendations_of(scored)
+            else:
+                exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
+                recs = recommend_for_users(
+                    model,
+                    user_vectors(model).select(USER_IDX),
+                    cfg.recommend.top_n,
+                    exclude=exclude,
+                    strategy=cfg.recommend.strategy,
+                    num_chunks=_chunks(n_users, parallelism),
+                )
             named = keep(
                 recs.join(user_map, USER_IDX)
                 .join(product_map, PRODUCT_IDX)
                 .select(USER_ID, PRODUCT_ID, SCORE, RANK)
-            )
-            n_edges = named.count()
+            )  # computed by the graph's first job
             popular = (
                 popular_products(pairs, cfg.recommend.popular_n)
                 .join(product_map, PRODUCT_IDX)
@@ -267,12 +308,14 @@ def run_training(
                 reset_probability=cfg.graph.reset_probability,
             )
             graph = keep(graph)
+            histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
+            n_edges = sum(degree * count for degree, count in histogram)
             metrics["graph"] = {
                 "vertices": n_users + n_products,
                 "edges": n_edges,
                 "users": n_users,
                 "products": n_products,
-                **concentration(graph),
+                **concentration_of(histogram),
             }
             manifest["graph_engine"] = engine
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from pyspark.ml.recommendation import ALSModel
@@ -45,7 +46,7 @@ SPARK_STRATEGY_EXTRA_CAP = 200  # `spark` strategy: most bought products over-fe
 
 _USERS = "_users"
 _ITEMS = "_items"
-_BOUGHT = "_bought"
+BOUGHT = "_bought"  # array<int>: products a user bought (bought_lists)
 _CHUNK = "_chunk"
 
 
@@ -61,63 +62,144 @@ def item_vectors(model: ALSModel) -> DataFrame:
 
 def bought_lists(pairs: DataFrame) -> DataFrame:
     """(user_idx, _bought: array<int>) of the products each user bought."""
-    return pairs.groupBy(USER_IDX).agg(F.collect_list(PRODUCT_IDX).alias(_BOUGHT))
+    return pairs.groupBy(USER_IDX).agg(F.collect_list(PRODUCT_IDX).alias(BOUGHT))
+
+
+def numpy_kernels() -> SimpleNamespace:
+    """The numpy pieces shared by the scoring workers (top-n here, metrics in evaluate.py).
+
+    Defined inside a function so that they are pickled by value and run on workers that cannot
+    import spark_app. Every function takes Arrow or numpy arrays and returns numpy arrays.
+    """
+
+    def item_matrix(items: Any) -> tuple[Any, Any]:
+        """(ids sorted ascending, factors in that order) of a list of (product_idx, features)."""
+        import numpy as np
+
+        item_idx, item_feat = items.flatten()
+        ids = item_idx.to_numpy(zero_copy_only=False).astype(np.int64)
+        flat = np.asarray(item_feat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        feats = flat.reshape(len(ids), len(flat) // len(ids) if len(ids) else 0)
+        order = np.argsort(ids, kind="stable")
+        return ids[order], feats[order]
+
+    def list_lengths(lists: Any) -> Any:
+        """Length of every list of an Arrow list array (0 for null)."""
+        import pyarrow.compute as pc
+
+        return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+
+    def lookup(lengths: Any, values: Any, ids: Any) -> tuple[Any, Any, Any]:
+        """(row, column in sorted `ids`, mask of the values found) of flattened per-row lists."""
+        import numpy as np
+
+        rows = np.repeat(np.arange(len(lengths)), lengths)
+        if len(ids) == 0:
+            found = np.zeros(len(values), dtype=bool)
+            return rows[found], rows[found], found
+        pos = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
+        found = ids[pos] == values
+        return rows[found], pos[found], found
+
+    def top_k(scores: Any, k: int) -> tuple[Any, Any]:
+        """Columns and scores of each row's k best finite scores, best first (ties: lower
+        column first); (rows x min(k, columns)) arrays padded with -1 / -inf."""
+        import numpy as np
+
+        n_rows, n_cols = scores.shape
+        kk = min(k, n_cols)
+        if kk < n_cols:  # every score >= the row's k-th best is a candidate (ties included)
+            kth = np.partition(scores, n_cols - kk, axis=1)[:, n_cols - kk]
+            rows, cols = np.nonzero(scores >= kth[:, None])
+        else:
+            rows, cols = np.nonzero(np.ones(scores.shape, dtype=bool))
+        vals = scores[rows, cols]
+        order = np.lexsort((cols, -vals, rows))
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        pos = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n_rows))[rows]
+        keep = (pos < kk) & np.isfinite(vals)
+        top_cols = np.full((n_rows, kk), -1, dtype=np.int64)
+        top_vals = np.full((n_rows, kk), -np.inf, dtype=np.float32)
+        top_cols[rows[keep], pos[keep]] = cols[keep]
+        top_vals[rows[keep], pos[keep]] = vals[keep]
+        return top_cols, top_vals
+
+    def ranking_sums(top_ids: Any, held_rows: Any, held_ids: Any, k: int) -> Any:
+        """Sums over rows of precision, recall, NDCG and MAP at k (Spark's RankingMetrics).
+
+        top_ids: (rows x <= k) recommended ids best first, -1 = none; held_rows/held_ids: the
+        held-out ids of each row, flattened (duplicates count once). A row without held-out ids
+        scores 0, as in Spark.
+        """
+        import numpy as np
+
+        n_rows, width = top_ids.shape
+        span = int(max(top_ids.max(initial=0), held_ids.max(initial=0))) + 2
+        held_keys = np.unique(held_rows.astype(np.int64) * span + held_ids)
+        n_held = np.bincount(held_keys // span, minlength=n_rows)[:n_rows]
+        rec_keys = np.arange(n_rows, dtype=np.int64)[:, None] * span + top_ids
+        hit = np.isin(rec_keys, held_keys) & (top_ids >= 0)
+        hits = hit.sum(axis=1)
+        has_held = n_held > 0
+        denominator = np.maximum(n_held, 1)
+        cut = np.minimum(n_held, k)
+        precision = hits / k
+        recall = np.where(has_held, hits / denominator, 0.0)
+        position = np.arange(1, width + 1)
+        precision_at_hits = (hit * np.cumsum(hit, axis=1) / position).sum(axis=1)
+        average_precision = np.where(has_held, precision_at_hits / np.maximum(cut, 1), 0.0)
+        gains = 1.0 / np.log(np.arange(k) + 2.0)
+        dcg = (hit * gains[:width]).sum(axis=1)
+        ideal = np.concatenate(([0.0], np.cumsum(gains)))[cut]
+        ndcg = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
+        return np.array(
+            [precision.sum(), recall.sum(), ndcg.sum(), average_precision.sum()], dtype=np.float64
+        )
+
+    return SimpleNamespace(
+        item_matrix=item_matrix,
+        list_lengths=list_lengths,
+        lookup=lookup,
+        top_k=top_k,
+        ranking_sums=ranking_sums,
+    )
 
 
 def _score_chunks(n: int, cells_per_block: int) -> Callable[[Iterator], Iterator]:
-    """A mapInArrow function: chunk rows (users x item matrix) -> top-n rows per user.
-
-    Self-contained (no references to this module) so that it is pickled by value and runs on
-    workers that cannot import spark_app.
-    """
+    """A mapInArrow function: chunk rows (users x item matrix) -> top-n rows per user."""
     names = [USER_IDX, PRODUCT_IDX, SCORE, RANK]
     users_field, items_field = _USERS, _ITEMS
+    kernels = numpy_kernels()
 
-    def score_one_chunk(users: Any, items: Any, np: Any, pa: Any, pc: Any) -> Any:
-        item_idx, item_feat = items.flatten()
-        ids = item_idx.to_numpy(zero_copy_only=False).astype(np.int64)
+    def score_one_chunk(users: Any, items: Any) -> Any:
+        import numpy as np
+        import pyarrow as pa
+
+        ids, feats = kernels.item_matrix(items)
         n_items, n_users = len(ids), len(users)
         if n_items == 0 or n_users == 0:
             return None
-        flat_items = item_feat.flatten().to_numpy(zero_copy_only=False)
-        rank_dim = len(flat_items) // n_items
-        feats = np.asarray(flat_items, dtype=np.float32).reshape(n_items, rank_dim)
-        order = np.argsort(ids, kind="stable")
-        ids, feats = ids[order], feats[order]
-
         user_idx, user_feat, bought = users.flatten()
         uids = user_idx.to_numpy(zero_copy_only=False).astype(np.int32)
         ufeat = np.asarray(user_feat.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        ufeat = ufeat.reshape(n_users, rank_dim)
-        lengths = pc.fill_null(pc.list_value_length(bought), 0).to_numpy(zero_copy_only=False)
-        bought_rows = np.repeat(np.arange(n_users), lengths)
+        ufeat = ufeat.reshape(n_users, feats.shape[1])
         bought_ids = bought.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-        pos = np.minimum(np.searchsorted(ids, bought_ids), n_items - 1)
-        known = ids[pos] == bought_ids
-        bought_rows, bought_cols = bought_rows[known], pos[known]
+        bought_rows, bought_cols, _ = kernels.lookup(kernels.list_lengths(bought), bought_ids, ids)
 
-        k = min(n, n_items)
         block = max(1, cells_per_block // n_items)
         out_u, out_p, out_s, out_r = [], [], [], []
         for start in range(0, n_users, block):
             stop = min(n_users, start + block)
             scores = ufeat[start:stop] @ feats.T
-            sel = (bought_rows >= start) & (bought_rows < stop)
-            scores[bought_rows[sel] - start, bought_cols[sel]] = -np.inf
-            if k < n_items:
-                top = np.argpartition(scores, n_items - k, axis=1)[:, n_items - k :]
-            else:
-                top = np.broadcast_to(np.arange(n_items), (stop - start, n_items))
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            ordering = np.lexsort((top, -top_scores), axis=1)  # score desc, then item asc
-            top = np.take_along_axis(top, ordering, axis=1)
-            top_scores = np.take_along_axis(top_scores, ordering, axis=1)
-            keep = np.isfinite(top_scores)
-            ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), top.shape)
-            rows = np.broadcast_to(np.arange(start, stop)[:, None], top.shape)
+            lo, hi = np.searchsorted(bought_rows, [start, stop])
+            scores[bought_rows[lo:hi] - start, bought_cols[lo:hi]] = -np.inf
+            top_cols, top_scores = kernels.top_k(scores, n)
+            keep = top_cols >= 0
+            ranks = np.broadcast_to(np.arange(1, top_cols.shape[1] + 1, dtype=np.int32), keep.shape)
+            rows = np.broadcast_to(np.arange(start, stop)[:, None], keep.shape)
             out_u.append(uids[rows[keep]])
-            out_p.append(ids[top[keep]].astype(np.int32))
-            out_s.append(top_scores[keep].astype(np.float32))
+            out_p.append(ids[top_cols[keep]].astype(np.int32))
+            out_s.append(top_scores[keep])
             out_r.append(ranks[keep])
         return pa.RecordBatch.from_arrays(
             [
@@ -130,15 +212,11 @@ def _score_chunks(n: int, cells_per_block: int) -> Callable[[Iterator], Iterator
         )
 
     def score(batches: Iterator) -> Iterator:
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
         for batch in batches:
             users_col = batch.column(users_field)
             items_col = batch.column(items_field)
             for row in range(batch.num_rows):
-                result = score_one_chunk(users_col[row].values, items_col[row].values, np, pa, pc)
+                result = score_one_chunk(users_col[row].values, items_col[row].values)
                 if result is not None:
                     yield result
 
@@ -163,19 +241,35 @@ def top_n_blocked(
     require_columns(users, (USER_IDX, FEATURES), "top_n_blocked users")
     require_columns(items, (PRODUCT_IDX, FEATURES), "top_n_blocked items")
     if exclude is not None:
-        grouped = exclude if _BOUGHT in exclude.columns else bought_lists(exclude)
+        grouped = exclude if BOUGHT in exclude.columns else bought_lists(exclude)
         with_bought = users.join(grouped, USER_IDX, "left")
     else:
-        with_bought = users.withColumn(_BOUGHT, F.lit(None).cast("array<int>"))
-    chunks = with_bought.groupBy(
-        F.pmod(F.col(USER_IDX), F.lit(max(1, num_chunks))).alias(_CHUNK)
-    ).agg(F.collect_list(F.struct(USER_IDX, FEATURES, _BOUGHT)).alias(_USERS))
-    matrix = items.agg(F.collect_list(F.struct(PRODUCT_IDX, FEATURES)).alias(_ITEMS))
+        with_bought = users.withColumn(BOUGHT, F.lit(None).cast("array<int>"))
+    chunks = chunk_users(with_bought, (USER_IDX, FEATURES, BOUGHT), num_chunks, _USERS)
     return (
-        chunks.crossJoin(matrix)
+        chunks.crossJoin(item_matrix_row(items, _ITEMS))
         .select(_USERS, _ITEMS)
         .mapInArrow(_score_chunks(n, SCORE_CELLS_PER_BLOCK), RECS_SCHEMA)
     )
+
+
+def chunk_users(
+    users: DataFrame, columns: tuple[str, ...], num_chunks: int, alias: str
+) -> DataFrame:
+    """One row per chunk of users (user_idx modulo num_chunks), `alias` = list of structs of
+    `columns`; chunk c in partition c, so each chunk is one task of the scorer (the shuffle
+    would otherwise be coalesced into fewer, uneven tasks)."""
+    n = max(1, num_chunks)
+    return (
+        users.groupBy(F.pmod(F.col(USER_IDX), F.lit(n)).alias(_CHUNK))
+        .agg(F.collect_list(F.struct(*columns)).alias(alias))
+        .repartitionById(n, _CHUNK)
+    )
+
+
+def item_matrix_row(items: DataFrame, alias: str) -> DataFrame:
+    """The whole item matrix as one row: `alias` = list of (product_idx, features)."""
+    return items.agg(F.collect_list(F.struct(PRODUCT_IDX, FEATURES)).alias(alias))
 
 
 def top_n_spark(
@@ -190,13 +284,13 @@ def top_n_spark(
     recs = model.recommendForUserSubset(users.select(USER_IDX), n + extra)
     items = F.col("recommendations")
     if exclude is not None:
-        grouped = exclude if _BOUGHT in exclude.columns else bought_lists(exclude)
+        grouped = exclude if BOUGHT in exclude.columns else bought_lists(exclude)
         recs = recs.join(grouped, USER_IDX, "left")
         items = F.filter(
             items,
             lambda r: (
                 ~F.array_contains(
-                    F.coalesce(F.col(_BOUGHT), F.array().cast("array<int>")), r[PRODUCT_IDX]
+                    F.coalesce(F.col(BOUGHT), F.array().cast("array<int>")), r[PRODUCT_IDX]
                 )
             ),
         )
@@ -211,8 +305,8 @@ def top_n_spark(
 
 def max_bought(exclude: DataFrame) -> int:
     """Largest number of products one user bought (a small scalar)."""
-    if _BOUGHT in exclude.columns:
-        return int(exclude.agg(F.max(F.size(_BOUGHT))).first()[0] or 0)
+    if BOUGHT in exclude.columns:
+        return int(exclude.agg(F.max(F.size(BOUGHT))).first()[0] or 0)
     value = exclude.groupBy(USER_IDX).count().agg(F.max("count")).first()[0]
     return int(value or 0)
 

@@ -21,10 +21,11 @@ log = logging.getLogger(__name__)
 
 SPLIT_MODES = ("random", "latest")
 _HASH_BUCKETS = 1_000_000  # resolution of the random split's test fraction
+HELD_OUT = "held_out"  # boolean: the pair is in the test side
 
 
-def split_random(pairs: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
-    """Seeded random split of the pairs into (train, test).
+def flag_random(pairs: DataFrame, test_fraction: float, seed: int) -> DataFrame:
+    """`pairs` with HELD_OUT set on a seeded random share of them.
 
     Each pair's side is decided by a seeded hash of (user_idx, product_idx): the same pair
     lands on the same side whatever the partitioning, in one pass and without the per-partition
@@ -32,12 +33,12 @@ def split_random(pairs: DataFrame, test_fraction: float, seed: int) -> tuple[Dat
     """
     require_columns(pairs, (USER_IDX, PRODUCT_IDX), "split_random")
     draw = F.pmod(F.xxhash64(F.lit(seed), USER_IDX, PRODUCT_IDX), F.lit(_HASH_BUCKETS))
-    in_test = draw < F.lit(int(round(test_fraction * _HASH_BUCKETS)))
-    return pairs.where(~in_test), pairs.where(in_test)
+    return pairs.withColumn(HELD_OUT, draw < F.lit(int(round(test_fraction * _HASH_BUCKETS))))
 
 
-def split_latest(pairs: DataFrame, test_fraction: float) -> tuple[DataFrame, DataFrame]:
-    """Hold out each user's latest pairs: max(1, floor(n * fraction)) of n >= 2 pairs.
+def flag_latest(pairs: DataFrame, test_fraction: float) -> DataFrame:
+    """`pairs` with HELD_OUT set on each user's latest pairs: max(1, floor(n * fraction)) of
+    n >= 2 pairs.
 
     Order is by the pair's latest purchase time, then product index (ties are deterministic).
     At least one pair of every user stays in train.
@@ -47,20 +48,41 @@ def split_latest(pairs: DataFrame, test_fraction: float) -> tuple[DataFrame, Dat
     newest_first = by_user.orderBy(F.col(LAST_EVENT_TIME).desc(), F.col(PRODUCT_IDX).desc())
     n = F.count(F.lit(1)).over(by_user)
     held = F.greatest(F.lit(1), F.floor(n * F.lit(test_fraction)))
-    flagged = pairs.withColumn(
-        "_test", (n >= 2) & (F.row_number().over(newest_first) <= F.least(held, n - 1))
+    return pairs.withColumn(
+        HELD_OUT, (n >= 2) & (F.row_number().over(newest_first) <= F.least(held, n - 1))
     )
-    train = flagged.where(~F.col("_test")).drop("_test")
-    test = flagged.where(F.col("_test")).drop("_test")
+
+
+def flag_held_out(pairs: DataFrame, mode: str, test_fraction: float, seed: int) -> DataFrame:
+    """`pairs` with the boolean HELD_OUT column by `mode`: `random` or `latest` (see the module
+    docstring). One table to cache for both sides of the split."""
+    if mode == "random":
+        return flag_random(pairs, test_fraction, seed)
+    if mode == "latest":
+        return flag_latest(pairs, test_fraction)
+    raise ValueError(f"unknown split mode {mode!r}; expected one of {SPLIT_MODES}")
+
+
+def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(train, test) of flag_held_out() output, without the flag."""
+    require_columns(flagged, (HELD_OUT,), "split_flagged")
+    train = flagged.where(~F.col(HELD_OUT)).drop(HELD_OUT)
+    test = flagged.where(F.col(HELD_OUT)).drop(HELD_OUT)
     return train, test
+
+
+def split_random(pairs: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """Seeded random split of the pairs into (train, test) (see flag_random)."""
+    return split_flagged(flag_random(pairs, test_fraction, seed))
+
+
+def split_latest(pairs: DataFrame, test_fraction: float) -> tuple[DataFrame, DataFrame]:
+    """Each user's latest pairs held out (see flag_latest)."""
+    return split_flagged(flag_latest(pairs, test_fraction))
 
 
 def split_pairs(
     pairs: DataFrame, mode: str, test_fraction: float, seed: int
 ) -> tuple[DataFrame, DataFrame]:
     """(train, test) by `mode`: `random` or `latest` (see the module docstring)."""
-    if mode == "random":
-        return split_random(pairs, test_fraction, seed)
-    if mode == "latest":
-        return split_latest(pairs, test_fraction)
-    raise ValueError(f"unknown split mode {mode!r}; expected one of {SPLIT_MODES}")
+    return split_flagged(flag_held_out(pairs, mode, test_fraction, seed))
