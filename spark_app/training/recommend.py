@@ -42,6 +42,7 @@ STRATEGIES = ("blocked", "spark")
 DEFAULT_STRATEGY = "blocked"
 USERS_PER_CHUNK = 4096  # users scored by one task against the whole item matrix
 SCORE_CELLS_PER_BLOCK = 1 << 22  # users x items scores held at once by a worker (16 MB)
+TOP_K_GROUPS = 256  # column groups whose maxima bound a row's k-th best score (top_k)
 SPARK_STRATEGY_EXTRA_CAP = 200  # `spark` strategy: most bought products over-fetched per user
 
 _USERS = "_users"
@@ -71,6 +72,7 @@ def numpy_kernels() -> SimpleNamespace:
     Defined inside a function so that they are pickled by value and run on workers that cannot
     import spark_app. Every function takes Arrow or numpy arrays and returns numpy arrays.
     """
+    groups = TOP_K_GROUPS
 
     def item_matrix(items: Any) -> tuple[Any, Any]:
         """(ids sorted ascending, factors in that order) of a list of (product_idx, features)."""
@@ -108,7 +110,16 @@ def numpy_kernels() -> SimpleNamespace:
 
         n_rows, n_cols = scores.shape
         kk = min(k, n_cols)
-        if kk < n_cols:  # every score >= the row's k-th best is a candidate (ties included)
+        width = n_cols // groups
+        if kk < n_cols and width >= 2 and kk <= groups:
+            # A lower bound of each row's k-th best score: the k-th best of the maxima of
+            # `groups` disjoint column groups (k distinct columns reach it). Every score
+            # >= the k-th best, ties included, is >= the bound: a candidate.
+            grouped = scores[:, : width * groups].reshape(n_rows, groups, width)
+            maxima = grouped.max(axis=2)
+            bound = np.partition(maxima, groups - kk, axis=1)[:, groups - kk]
+            rows, cols = np.nonzero(scores >= bound[:, None])
+        elif kk < n_cols:  # every score >= the row's k-th best is a candidate (ties included)
             kth = np.partition(scores, n_cols - kk, axis=1)[:, n_cols - kk]
             rows, cols = np.nonzero(scores >= kth[:, None])
         else:

@@ -66,3 +66,31 @@ def test_baseline_skips_what_each_user_bought(spark) -> None:
     )
     result = popular_for_users(popular, users, 2, exclude=bought).drop("score")
     assert_df_equality(result, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_top_k_kernel_equals_a_full_sort_with_ties_and_masked_scores() -> None:
+    # Wide enough for the grouped bound (TOP_K_GROUPS column groups), with ties (scores rounded
+    # to a coarse grid) and rows with fewer than k scores left (the rest masked as -inf).
+    import numpy as np
+
+    from spark_app.training.recommend import TOP_K_GROUPS, numpy_kernels
+
+    rng = np.random.default_rng(5)
+    n_rows, n_cols, k = 60, TOP_K_GROUPS * 3 + 7, 12
+    scores = np.round(rng.standard_normal((n_rows, n_cols)), 1).astype(np.float32)
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[0, 5:] = -np.inf  # 5 scores left
+    scores[1, :] = 2.0  # all tied
+    expected_cols = np.full((n_rows, k), -1)
+    for row in range(n_rows):
+        finite = np.flatnonzero(np.isfinite(scores[row]))
+        ordered = finite[np.lexsort((finite, -scores[row, finite]))][:k]
+        expected_cols[row, : len(ordered)] = ordered
+    top_cols, top_scores = numpy_kernels().top_k(scores.copy(), k)
+    expected_scores = np.where(
+        expected_cols >= 0, scores[np.arange(n_rows)[:, None], expected_cols], -np.inf
+    )
+    assert (top_cols.tolist(), top_scores.tolist()) == (
+        expected_cols.tolist(),
+        expected_scores.tolist(),
+    )
