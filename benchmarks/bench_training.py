@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     from spark_app.session import create_session
     from spark_app.training import run_training
     from spark_app.training.als import build_als, fit_als, resolve_blocks
+    from spark_app.training.pipeline import scoring_chunks
     from spark_app.training.prepare import aggregate_pairs, attach_indices, update_id_map
     from spark_app.training.recommend import recommend_for_users, user_vectors
 
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
             model = ALSModel.load(str(outcome.path / "model"))
             bought = pairs.select(USER_IDX, PRODUCT_IDX)
-            chunks = max(parallelism, -(-n_pairs // 4096))
+            # As run_training sizes them: chunks of <= 4096 users, a multiple of the cores.
+            chunks = scoring_chunks(manifest["events"]["users"], parallelism)
             for strategy in ("blocked", "spark"):
                 recs = recommend_for_users(
                     model,

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from spark_app.config import AppConfig
 from spark_app.schema import (
@@ -65,7 +64,7 @@ from spark_app.training.recommend import (
     recommend_for_users,
     user_vectors,
 )
-from spark_app.training.split import HELD_OUT, flag_held_out, split_flagged
+from spark_app.training.split import HELD_OUT, flag_held_out, split_flagged, split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
         log.info("training stage %s: done in %.2f s", name, timings[name])
 
 
-def _chunks(users: int, parallelism: int) -> int:
+def scoring_chunks(users: int, parallelism: int) -> int:
     """Chunks of at most USERS_PER_CHUNK users, a multiple of the cores (one task each)."""
     per_core = max(1, math.ceil(users / USERS_PER_CHUNK / parallelism))
     return per_core * parallelism
@@ -152,16 +151,10 @@ def run_training(
             )
             pairs = flagged.drop(HELD_OUT)
             train, test = split_flagged(flagged)
-            sizes = flagged.agg(
-                F.count(F.lit(1)).alias("pairs"),
-                F.countDistinct(USER_IDX).alias("users"),
-                F.countDistinct(PRODUCT_IDX).alias("products"),
-                F.sum(F.col(HELD_OUT).cast("long")).alias("test"),
-            ).first()
-            n_pairs, n_users, n_products, n_test = (
-                int(sizes[c] or 0) for c in ("pairs", "users", "products", "test")
+            sizes = split_sizes(flagged)
+            n_pairs, n_users, n_products, n_train, n_test = (
+                sizes[c] for c in ("pairs", "users", "products", "train", "test")
             )
-            n_train = n_pairs - n_test
             log.info(
                 "%d pairs of %d users and %d products; split %s: %d train, %d test pairs",
                 n_pairs,
@@ -193,7 +186,7 @@ def run_training(
                 "k": cfg.evaluation.k,
                 "exclude_purchased": cfg.recommend.exclude_purchased,
                 "implicit_prefs": cfg.als.implicit_prefs,
-                "num_chunks": _chunks(n_users, parallelism),
+                "num_chunks": scoring_chunks(n_users, parallelism),
             }
             if one_pass:
                 scored = keep(score_users(model, train, test, top_n=cfg.recommend.top_n, **options))
@@ -280,7 +273,7 @@ def run_training(
                     cfg.recommend.top_n,
                     exclude=exclude,
                     strategy=cfg.recommend.strategy,
-                    num_chunks=_chunks(n_users, parallelism),
+                    num_chunks=scoring_chunks(n_users, parallelism),
                 )
             named = keep(
                 recs.join(user_map, USER_IDX)

@@ -86,3 +86,28 @@ def split_pairs(
 ) -> tuple[DataFrame, DataFrame]:
     """(train, test) by `mode`: `random` or `latest` (see the module docstring)."""
     return split_flagged(flag_held_out(pairs, mode, test_fraction, seed))
+
+
+def split_sizes(flagged: DataFrame) -> dict[str, int]:
+    """Counts of flag_held_out() output in one Spark job: pairs, users, products, train, test.
+
+    Distinct users and products by two group-bys, which combine on the map side, rather than
+    countDistinct, which repeats every row once per distinct column.
+    """
+    require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "split_sizes")
+    by_user = (
+        flagged.groupBy(USER_IDX)
+        .agg(
+            F.count(F.lit(1)).alias("_pairs"),
+            F.sum(F.col(HELD_OUT).cast("long")).alias("_test"),
+        )
+        .agg(
+            F.count(F.lit(1)).alias("users"),
+            F.sum("_pairs").alias("pairs"),
+            F.sum("_test").alias("test"),
+        )
+    )
+    by_product = flagged.select(PRODUCT_IDX).distinct().agg(F.count(F.lit(1)).alias("products"))
+    row = by_user.crossJoin(by_product).first()
+    sizes = {name: int(row[name] or 0) for name in ("pairs", "users", "products", "test")}
+    return {**sizes, "train": sizes["pairs"] - sizes["test"]}

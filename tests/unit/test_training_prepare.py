@@ -9,7 +9,7 @@ from chispa import assert_df_equality
 
 from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
 from spark_app.training.prepare import aggregate_pairs, update_id_map
-from spark_app.training.split import split_latest, split_random
+from spark_app.training.split import flag_latest, split_latest, split_random, split_sizes
 from tests.training_data import events_df
 
 T0 = datetime(2026, 11, 27, 10, 0, 0)
@@ -91,3 +91,9 @@ def test_random_split_partitions_the_pairs(spark) -> None:
     pairs = _indexed_pairs(spark).cache()
     train, test = split_random(pairs, 0.3, seed=3)
     assert_df_equality(train.unionByName(test), pairs, ignore_row_order=True)
+
+
+def test_split_sizes_count_pairs_users_products_and_both_sides(spark) -> None:
+    # _indexed_pairs: 8 pairs of 3 users over products 10..14; latest split 0.4 holds out 3.
+    sizes = split_sizes(flag_latest(_indexed_pairs(spark), 0.4))
+    assert sizes == {"pairs": 8, "users": 3, "products": 5, "train": 5, "test": 3}
