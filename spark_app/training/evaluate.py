@@ -27,7 +27,7 @@ from typing import Any
 from pyspark.errors import IllegalArgumentException
 from pyspark.ml.evaluation import RegressionEvaluator
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_app.schema import PREDICTION, PRODUCT_IDX, RANK, RATING, SCORE, USER_IDX
@@ -44,9 +44,13 @@ from spark_app.training.recommend import (
     numpy_kernels,
     popular_for_users,
     popular_products,
+    product_sides,
+    rank_popular,
     recommend_for_users,
+    training_side,
     user_vectors,
 )
+from spark_app.training.split import HELD_OUT, HELD_PRODUCTS, TRAIN_PRODUCTS, side_lists
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +84,7 @@ SCORED_SCHEMA = (
     + f"{SQUARED_ERROR} double, {SCORED} long, {PRODUCTS} array<int>"
 )
 
-_HELD = "_held"  # a user's held-out pairs: array<struct<product_idx, _label>>
-_LABEL = "_label"
+_HELD = "_held"  # a user's held-out pairs: array<struct<product_idx, label>>
 _POPULAR = "_popular"  # products of the training split, most popular first
 _ITEMS = "_items"
 _USERS = "_users"
@@ -443,31 +446,59 @@ def score_users(
     evaluation_of) and, if top_n > 0, every user's top_n recommendations with everything the
     user bought (train and test) left out when `exclude_purchased` (recommendations_of).
 
-    Cache the result when both are read: the scoring then runs once.
+    Cache the result when both are read: the scoring then runs once. The pipeline calls
+    score_user_lists with tables it already holds; this builds them from the two sides.
     """
-    label = F.lit(1.0) if implicit_prefs else F.col(RATING).cast("double")
-    held = test.groupBy(USER_IDX).agg(
-        F.collect_list(
-            F.struct(F.col(PRODUCT_IDX).cast("int").alias(PRODUCT_IDX), label.alias(_LABEL))
-        ).alias(_HELD)
+    flagged = train.withColumn(HELD_OUT, F.lit(False)).unionByName(
+        test.withColumn(HELD_OUT, F.lit(True))
     )
+    return score_user_lists(
+        model,
+        side_lists(flagged, held_label(implicit_prefs)),
+        rank_popular(training_side(product_sides(flagged))),
+        k=k,
+        top_n=top_n,
+        exclude_purchased=exclude_purchased,
+        num_chunks=num_chunks,
+    )
+
+
+def held_label(implicit_prefs: bool) -> Column:
+    """What a held-out pair's prediction is compared with (RMSE): the preference 1.0 in
+    implicit mode, else the pair's rating."""
+    return F.lit(1.0) if implicit_prefs else F.col(RATING).cast("double")
+
+
+def score_user_lists(
+    model: ALSModel,
+    lists: DataFrame,
+    popular: DataFrame,
+    *,
+    k: int,
+    top_n: int,
+    exclude_purchased: bool,
+    num_chunks: int = 1,
+) -> DataFrame:
+    """score_users from split.side_lists() output (its labels: held_label) and the training
+    side's ranked popular list (rank, product_idx)."""
+    require_columns(lists, (USER_IDX, TRAIN_PRODUCTS, HELD_PRODUCTS), "score_user_lists lists")
+    require_columns(popular, (RANK, PRODUCT_IDX), "score_user_lists popular")
+    held = F.col(HELD_PRODUCTS).alias(_HELD)
+    bought = (F.col(TRAIN_PRODUCTS) if exclude_purchased else F.lit(None)).cast("array<int>")
     # Users the model knows; without recommendations to make, only those with held-out pairs.
-    users = user_vectors(model).join(held, USER_IDX, "left" if top_n > 0 else "inner")
-    if exclude_purchased:
-        users = users.join(bought_lists(train), USER_IDX, "left")
-    else:
-        users = users.withColumn(BOUGHT, F.lit(None).cast("array<int>"))
+    users = user_vectors(model).join(lists, USER_IDX, "left" if top_n > 0 else "inner")
+    if top_n <= 0:
+        users = users.where(F.size(HELD_PRODUCTS) > 0)
+    users = users.select(USER_IDX, FEATURES, bought.alias(BOUGHT), held)
     chunks = chunk_users(users, (USER_IDX, FEATURES, BOUGHT, _HELD), num_chunks, _USERS)
     ranked = F.array_sort(
         F.collect_list(F.struct(RANK, F.col(PRODUCT_IDX).cast("int").alias(PRODUCT_IDX)))
     )
-    popular = popular_products(train).agg(
-        F.transform(ranked, lambda x: x[PRODUCT_IDX]).alias(_POPULAR)
-    )
+    popular_row = popular.agg(F.transform(ranked, lambda x: x[PRODUCT_IDX]).alias(_POPULAR))
     scorer = _score_users_chunks(k, top_n, exclude_purchased, SCORE_CELLS_PER_BLOCK)
     return (
         chunks.crossJoin(item_matrix_row(item_vectors(model), _ITEMS))
-        .crossJoin(popular)
+        .crossJoin(popular_row)
         .select(_USERS, _ITEMS, _POPULAR)
         .mapInArrow(scorer, SCORED_SCHEMA)
     )

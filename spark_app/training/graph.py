@@ -36,11 +36,13 @@ from spark_app.schema import (
     EDGE_DST,
     EDGE_SRC,
     PRODUCT_ID,
+    PRODUCT_IDX,
     PRODUCT_TYPE,
     PRODUCT_VERTEX_PREFIX,
     RANK,
     SCORE,
     USER_ID,
+    USER_IDX,
     USER_TYPE,
     USER_VERTEX_PREFIX,
     VERTEX_ID,
@@ -57,6 +59,7 @@ OUT_DEGREE = "out_degree"
 PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
+_INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / outdeg(u)
 
 VERTEX_SCHEMA = StructType(
     [
@@ -114,6 +117,18 @@ def build_vertices(users: DataFrame, products: DataFrame) -> DataFrame:
         F.col(PRODUCT_ID).alias(VERTEX_LABEL),
     )
     return _conform(user_v.unionByName(product_v).distinct(), VERTEX_SCHEMA)
+
+
+def vertex_table(
+    users: DataFrame, products: DataFrame, user_map: DataFrame, product_map: DataFrame
+) -> DataFrame:
+    """build_vertices() of users (user_idx) and products (product_idx), raw ids from the maps."""
+    require_columns(users, (USER_IDX,), "vertex_table users")
+    require_columns(products, (PRODUCT_IDX,), "vertex_table products")
+    return build_vertices(
+        users.join(user_map.select(USER_ID, USER_IDX), USER_IDX).select(USER_ID),
+        products.join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX).select(PRODUCT_ID),
+    )
 
 
 def build_edges(recs: DataFrame) -> DataFrame:
@@ -180,7 +195,7 @@ def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: floa
         .groupBy(F.col(EDGE_DST).alias(VERTEX_ID))
         .agg(
             F.count(F.lit(1)).alias(IN_DEGREE),
-            F.sum(1.0 / F.col(OUT_DEGREE)).alias("_inflow"),
+            F.sum(1.0 / F.col(OUT_DEGREE)).alias(_INFLOW),
         )
     )
     totals = vertices.agg(F.count(F.lit(1)).alias("_n")).crossJoin(
@@ -195,10 +210,83 @@ def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: floa
             *vertices.columns,
             F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
             F.coalesce(F.col(OUT_DEGREE), F.lit(0)).cast(LongType()).alias(OUT_DEGREE),
-            (base * (F.lit(1.0) + F.lit(d) * F.coalesce(F.col("_inflow"), F.lit(0.0)))).alias(
+            (base * (F.lit(1.0) + F.lit(d) * F.coalesce(F.col(_INFLOW), F.lit(0.0)))).alias(
                 PAGERANK
             ),
         )
+    )
+
+
+def graph_by_index(
+    users: DataFrame,
+    products: DataFrame,
+    recs: DataFrame,
+    user_map: DataFrame,
+    product_map: DataFrame,
+    reset_probability: float,
+) -> DataFrame:
+    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from integer ids, without building the
+    string vertex and edge tables first.
+
+    users: (user_idx) and products: (product_idx) of the training set, each once; recs: the
+    recommendations (user_idx, product_idx); the id maps give the raw ids. The same figures as
+    graph_dataframe(build_vertices(...), build_edges(...)): degrees and the closed-form
+    PageRank are computed on the integer ids (two small group-bys over the recommendations),
+    then the id maps are joined once per vertex for the `u:`/`p:` ids and labels.
+    """
+    require_columns(users, (USER_IDX,), "graph_by_index users")
+    require_columns(products, (PRODUCT_IDX,), "graph_by_index products")
+    require_columns(recs, (USER_IDX, PRODUCT_IDX), "graph_by_index recs")
+    d = 1.0 - reset_probability
+    outs = recs.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
+    ins = (
+        recs.select(USER_IDX, PRODUCT_IDX)
+        .join(outs, USER_IDX)
+        .groupBy(PRODUCT_IDX)
+        .agg(
+            F.count(F.lit(1)).alias(IN_DEGREE),
+            F.sum(1.0 / F.col(OUT_DEGREE)).alias(_INFLOW),
+        )
+    )
+    user_v = (
+        users.select(USER_IDX)
+        .join(user_map.select(USER_ID, USER_IDX), USER_IDX)
+        .join(outs, USER_IDX, "left")
+        .select(
+            user_vertex_col(USER_ID).alias(VERTEX_ID),
+            F.lit(USER_TYPE).alias(VERTEX_TYPE),
+            F.col(USER_ID).alias(VERTEX_LABEL),
+            F.lit(0).cast(LongType()).alias(IN_DEGREE),
+            F.coalesce(F.col(OUT_DEGREE), F.lit(0)).cast(LongType()).alias(OUT_DEGREE),
+            F.lit(None).cast(DoubleType()).alias(_INFLOW),
+        )
+    )
+    product_v = (
+        products.select(PRODUCT_IDX)
+        .join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX)
+        .join(ins, PRODUCT_IDX, "left")
+        .select(
+            product_vertex_col(PRODUCT_ID).alias(VERTEX_ID),
+            F.lit(PRODUCT_TYPE).alias(VERTEX_TYPE),
+            F.col(PRODUCT_ID).alias(VERTEX_LABEL),
+            F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
+            F.lit(0).cast(LongType()).alias(OUT_DEGREE),
+            F.col(_INFLOW),
+        )
+    )
+    totals = (
+        users.agg(F.count(F.lit(1)).alias("_users"))
+        .crossJoin(products.agg(F.count(F.lit(1)).alias("_products")))
+        .crossJoin(outs.agg(F.count(F.lit(1)).alias("_sources")))
+    )
+    n = F.col("_users") + F.col("_products")
+    base = F.lit(1.0) / (n + F.lit(d) * F.col("_sources"))
+    inflow = F.coalesce(F.col(_INFLOW), F.lit(0.0))
+    return _conform(
+        user_v.unionByName(product_v)
+        .crossJoin(F.broadcast(totals))
+        .withColumn(PAGERANK, base * (F.lit(1.0) + F.lit(d) * inflow)),
+        GRAPH_VERTEX_SCHEMA,
     )
 
 

@@ -29,13 +29,15 @@ from spark_app.schema import (
     USER_ID,
     USER_IDX,
 )
+from spark_app.session import graphframes_jar_loaded
 from spark_app.training.als import build_als, fit_als, resolve_blocks
 from spark_app.training.evaluate import (
     decide,
     evaluate_split,
     evaluation_of,
+    held_label,
     recommendations_of,
-    score_users,
+    score_user_lists,
 )
 from spark_app.training.export import (
     clean_stale_tmp,
@@ -45,10 +47,12 @@ from spark_app.training.export import (
 )
 from spark_app.training.graph import (
     build_edges,
-    build_vertices,
+    choose_engine,
     concentration_of,
-    graph_figures,
+    graph_by_index,
+    graph_graphframes,
     in_degree_histogram,
+    vertex_table,
 )
 from spark_app.training.prepare import (
     LAST_EVENT_TIME,
@@ -60,11 +64,19 @@ from spark_app.training.recommend import (
     QUANTITY_TOTAL,
     USERS_PER_CHUNK,
     bought_lists,
-    popular_products,
+    product_sides,
+    rank_popular,
     recommend_for_users,
+    training_side,
     user_vectors,
 )
-from spark_app.training.split import HELD_OUT, flag_held_out, split_flagged, split_sizes
+from spark_app.training.split import (
+    HELD_OUT,
+    flag_held_out,
+    side_lists,
+    side_sizes,
+    split_flagged,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +163,11 @@ def run_training(
             )
             pairs = flagged.drop(HELD_OUT)
             train, test = split_flagged(flagged)
-            sizes = split_sizes(flagged)
+            # Per user: both sides' products (the scorer's input); per product: the totals of
+            # both popular lists. Both cached, filled by the job that counts everything.
+            lists = keep(side_lists(flagged, held_label(cfg.als.implicit_prefs)))
+            sides = keep(product_sides(flagged))
+            sizes = side_sizes(lists, sides)
             n_pairs, n_users, n_products, n_train, n_test = (
                 sizes[c] for c in ("pairs", "users", "products", "train", "test")
             )
@@ -189,7 +205,16 @@ def run_training(
                 "num_chunks": scoring_chunks(n_users, parallelism),
             }
             if one_pass:
-                scored = keep(score_users(model, train, test, top_n=cfg.recommend.top_n, **options))
+                del options["implicit_prefs"]  # the labels are in `lists` already
+                scored = keep(
+                    score_user_lists(
+                        model,
+                        lists,
+                        rank_popular(training_side(sides)),
+                        top_n=cfg.recommend.top_n,
+                        **options,
+                    )
+                )
                 evaluation = evaluation_of(scored, n_products)
             else:
                 evaluation = evaluate_split(
@@ -275,31 +300,44 @@ def run_training(
                     strategy=cfg.recommend.strategy,
                     num_chunks=scoring_chunks(n_users, parallelism),
                 )
-            named = keep(
+            named = (
                 recs.join(user_map, USER_IDX)
                 .join(product_map, PRODUCT_IDX)
                 .select(USER_ID, PRODUCT_ID, SCORE, RANK)
-            )  # computed by the graph's first job
+            )
             popular = (
-                popular_products(pairs, cfg.recommend.popular_n)
+                rank_popular(
+                    sides.select(PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL), cfg.recommend.popular_n
+                )
                 .join(product_map, PRODUCT_IDX)
                 .select(RANK, PRODUCT_ID, PURCHASES, QUANTITY_TOTAL)
                 .orderBy(RANK)
             )
 
         with _stage("graph", timings):
-            vertices = build_vertices(
-                raw_pairs.select(USER_ID).distinct(), raw_pairs.select(PRODUCT_ID).distinct()
-            )
             edges = build_edges(named)
-            graph, engine = graph_figures(
-                spark,
-                vertices,
-                edges,
-                engine=cfg.graph.engine,
-                iterations=cfg.graph.pagerank_iterations,
-                reset_probability=cfg.graph.reset_probability,
-            )
+            engine = choose_engine(cfg.graph.engine, graphframes_jar_loaded(spark))
+            log.info("graph engine: %s (requested %s)", engine, cfg.graph.engine)
+            if engine == "dataframe":
+                # On the integer ids; the id maps are joined once per vertex for the labels.
+                graph = graph_by_index(
+                    lists.select(USER_IDX),
+                    sides.select(PRODUCT_IDX),
+                    recs,
+                    user_map,
+                    product_map,
+                    cfg.graph.reset_probability,
+                )
+            else:
+                vertices = vertex_table(
+                    lists.select(USER_IDX), sides.select(PRODUCT_IDX), user_map, product_map
+                )
+                graph = graph_graphframes(
+                    vertices,
+                    edges,
+                    iterations=cfg.graph.pagerank_iterations,
+                    reset_probability=cfg.graph.reset_probability,
+                )
             graph = keep(graph)
             histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
             n_edges = sum(degree * count for degree, count in histogram)

@@ -32,11 +32,14 @@ from pyspark.sql.types import FloatType
 
 from spark_app.schema import PRODUCT_IDX, PURCHASES, RANK, RATING, SCORE, USER_IDX
 from spark_app.training.prepare import require_columns, whole_table_window
+from spark_app.training.split import HELD_OUT
 
 log = logging.getLogger(__name__)
 
 FEATURES = "features"
 QUANTITY_TOTAL = "quantity"  # popular list: total quantity bought
+TRAIN_PURCHASES = "train_purchases"  # product_sides(): purchases over the training pairs
+TRAIN_QUANTITY_TOTAL = "train_quantity"  # product_sides(): quantity over the training pairs
 RECS_SCHEMA = f"{USER_IDX} int, {PRODUCT_IDX} int, {SCORE} float, {RANK} int"
 STRATEGIES = ("blocked", "spark")
 DEFAULT_STRATEGY = "blocked"
@@ -343,13 +346,39 @@ def recommend_for_users(
     raise ValueError(f"unknown recommend strategy {strategy!r}; expected one of {STRATEGIES}")
 
 
-def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
-    """Products ranked by purchases (then quantity, then index): (rank, product_idx, purchases,
-    quantity); the first n if given. One window over the catalog, not over events."""
-    require_columns(pairs, (PRODUCT_IDX, PURCHASES, RATING), "popular_products")
-    totals = pairs.groupBy(PRODUCT_IDX).agg(
-        F.sum(PURCHASES).alias(PURCHASES), F.sum(RATING).cast("long").alias(QUANTITY_TOTAL)
+def product_sides(flagged: DataFrame) -> DataFrame:
+    """One row per product of flag_held_out() output: purchases and quantity over all its
+    pairs, and the same over its training pairs (train_purchases = 0 when it has none).
+
+    Both popular lists come from it: the published one (all pairs) and the baseline's
+    (training side).
+    """
+    require_columns(flagged, (PRODUCT_IDX, PURCHASES, RATING, HELD_OUT), "product_sides")
+    train = ~F.col(HELD_OUT)
+    return flagged.groupBy(PRODUCT_IDX).agg(
+        F.sum(PURCHASES).alias(PURCHASES),
+        F.sum(RATING).cast("long").alias(QUANTITY_TOTAL),
+        F.coalesce(F.sum(F.when(train, F.col(PURCHASES))), F.lit(0)).alias(TRAIN_PURCHASES),
+        F.sum(F.when(train, F.col(RATING))).cast("long").alias(TRAIN_QUANTITY_TOTAL),
     )
+
+
+def training_side(sides: DataFrame) -> DataFrame:
+    """(product_idx, purchases, quantity) of the products with training pairs, over those
+    pairs only, from product_sides() output."""
+    require_columns(sides, (PRODUCT_IDX, TRAIN_PURCHASES, TRAIN_QUANTITY_TOTAL), "training_side")
+    return sides.where(F.col(TRAIN_PURCHASES) > 0).select(
+        PRODUCT_IDX,
+        F.col(TRAIN_PURCHASES).alias(PURCHASES),
+        F.col(TRAIN_QUANTITY_TOTAL).alias(QUANTITY_TOTAL),
+    )
+
+
+def rank_popular(totals: DataFrame, n: int | None = None) -> DataFrame:
+    """(rank, product_idx, purchases, quantity) of (product_idx, purchases, quantity) totals,
+    ranked by purchases, then quantity, then index; the first n if given. One window over the
+    catalog, not over events."""
+    require_columns(totals, (PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL), "rank_popular")
     order = whole_table_window(
         F.col(PURCHASES).desc(), F.col(QUANTITY_TOTAL).desc(), F.col(PRODUCT_IDX).asc()
     )
@@ -357,6 +386,16 @@ def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
         F.row_number().over(order).alias(RANK), PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL
     )
     return ranked if n is None else ranked.where(F.col(RANK) <= n)
+
+
+def popular_products(pairs: DataFrame, n: int | None = None) -> DataFrame:
+    """Products ranked by purchases (then quantity, then index): (rank, product_idx, purchases,
+    quantity); the first n if given (see rank_popular)."""
+    require_columns(pairs, (PRODUCT_IDX, PURCHASES, RATING), "popular_products")
+    totals = pairs.groupBy(PRODUCT_IDX).agg(
+        F.sum(PURCHASES).alias(PURCHASES), F.sum(RATING).cast("long").alias(QUANTITY_TOTAL)
+    )
+    return rank_popular(totals, n)
 
 
 def popular_for_users(

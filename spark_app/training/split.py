@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_app.schema import PRODUCT_IDX, USER_IDX
@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 SPLIT_MODES = ("random", "latest")
 _HASH_BUCKETS = 1_000_000  # resolution of the random split's test fraction
 HELD_OUT = "held_out"  # boolean: the pair is in the test side
+# side_lists(): per user, the products of each side
+TRAIN_PRODUCTS = "train_products"  # array<int>
+HELD_PRODUCTS = "held_products"  # array<struct<product_idx int, label double>>
+HELD_LABEL = "label"
 
 
 def flag_random(pairs: DataFrame, test_fraction: float, seed: int) -> DataFrame:
@@ -88,26 +92,43 @@ def split_pairs(
     return split_flagged(flag_held_out(pairs, mode, test_fraction, seed))
 
 
-def split_sizes(flagged: DataFrame) -> dict[str, int]:
-    """Counts of flag_held_out() output in one Spark job: pairs, users, products, train, test.
+def side_lists(flagged: DataFrame, label: Column | None = None) -> DataFrame:
+    """One row per user of flag_held_out() output: (user_idx, train_products: the products of
+    the user's training pairs, held_products: (product_idx, label) of the held-out pairs; empty
+    lists where a side has none). `label` defaults to 1.0.
 
-    Distinct users and products by two group-bys, which combine on the map side, rather than
-    countDistinct, which repeats every row once per distinct column.
+    One group-by gives both sides: what the scorer needs per user (evaluate.score_user_lists),
+    the users of the split and, with one row per product, every count (side_sizes).
     """
-    require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "split_sizes")
-    by_user = (
-        flagged.groupBy(USER_IDX)
-        .agg(
-            F.count(F.lit(1)).alias("_pairs"),
-            F.sum(F.col(HELD_OUT).cast("long")).alias("_test"),
-        )
-        .agg(
-            F.count(F.lit(1)).alias("users"),
-            F.sum("_pairs").alias("pairs"),
-            F.sum("_test").alias("test"),
-        )
+    require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "side_lists")
+    held = F.col(HELD_OUT)
+    product = F.col(PRODUCT_IDX).cast("int").alias(PRODUCT_IDX)
+    value = (F.lit(1.0) if label is None else label).cast("double").alias(HELD_LABEL)
+    return flagged.groupBy(USER_IDX).agg(
+        F.collect_list(F.when(~held, product)).alias(TRAIN_PRODUCTS),
+        F.collect_list(F.when(held, F.struct(product, value))).alias(HELD_PRODUCTS),
     )
-    by_product = flagged.select(PRODUCT_IDX).distinct().agg(F.count(F.lit(1)).alias("products"))
+
+
+def side_sizes(lists: DataFrame, sides: DataFrame) -> dict[str, int]:
+    """Pairs, users, products, train and test counts from side_lists() output and one row per
+    product (recommend.product_sides() output), in one Spark job (which also fills both tables
+    if they are cached)."""
+    require_columns(lists, (USER_IDX, TRAIN_PRODUCTS, HELD_PRODUCTS), "side_sizes lists")
+    by_user = lists.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum(F.size(TRAIN_PRODUCTS)).alias("train"),
+        F.sum(F.size(HELD_PRODUCTS)).alias("test"),
+    )
+    by_product = sides.agg(F.count(F.lit(1)).alias("products"))
     row = by_user.crossJoin(by_product).first()
-    sizes = {name: int(row[name] or 0) for name in ("pairs", "users", "products", "test")}
-    return {**sizes, "train": sizes["pairs"] - sizes["test"]}
+    sizes = {name: int(row[name] or 0) for name in ("users", "products", "train", "test")}
+    return {**sizes, "pairs": sizes["train"] + sizes["test"]}
+
+
+def split_sizes(flagged: DataFrame) -> dict[str, int]:
+    """Counts of flag_held_out() output in one Spark job: pairs, users, products, train, test."""
+    require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "split_sizes")
+    lists = side_lists(flagged)
+    products = flagged.select(PRODUCT_IDX).distinct()
+    return side_sizes(lists, products)

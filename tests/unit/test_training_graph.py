@@ -16,9 +16,11 @@ from spark_app.training.graph import (
     choose_engine,
     concentration,
     degrees,
+    graph_by_index,
     graph_dataframe,
     graph_graphframes,
     pagerank_dataframe,
+    vertex_table,
 )
 
 GRAPHFRAMES_JAR_FETCHED = any((DEPS_DIR / "graphframes-jars").glob("*.jar"))
@@ -78,6 +80,59 @@ def test_dataframe_pagerank_matches_networkx(spark, seed: int) -> None:
     edges = spark.createDataFrame(links, "src string, dst string")
     ranks = pagerank_dataframe(vertices, edges, reset_probability=0.15)
     assert_approx_df_equality(ranks, expected, 1e-9, ignore_row_order=True, ignore_nullable=True)
+
+
+def _indexed_bipartite(spark, seed: int):
+    """_bipartite's graph as integer ids, id maps (raw ids "1".. for users and products alike)
+    and recommendations (user_idx, product_idx, score, rank)."""
+    rng = random.Random(seed)
+    users, products = list(range(40)), list(range(25))
+    recs = [
+        (u, p, rng.random(), r)
+        for u in users
+        for r, p in enumerate(rng.sample(products[:-3], rng.randint(0, 6)), start=1)
+    ]
+    user_map = spark.createDataFrame(
+        [(str(i + 1), i) for i in users], "user_id string, user_idx int"
+    )
+    product_map = spark.createDataFrame(
+        [(str(i + 1), i) for i in products], "product_id string, product_idx int"
+    )
+    return (
+        spark.createDataFrame([(u,) for u in users], "user_idx int"),
+        spark.createDataFrame([(p,) for p in products], "product_idx int"),
+        spark.createDataFrame(recs, "user_idx int, product_idx int, score double, rank int"),
+        user_map,
+        product_map,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_graph_by_index_equals_the_string_graph(spark, seed: int) -> None:
+    users, products, recs, user_map, product_map = _indexed_bipartite(spark, seed)
+    vertices = vertex_table(users, products, user_map, product_map)
+    edges = build_edges(
+        recs.join(user_map, "user_idx").join(product_map, "product_idx").drop("user_idx")
+    )
+    expected = graph_dataframe(vertices, edges, reset_probability=0.15)
+    ours = graph_by_index(users, products, recs, user_map, product_map, reset_probability=0.15)
+    assert ours.schema == expected.schema
+    assert_approx_df_equality(ours, expected, 1e-12, ignore_row_order=True)
+
+
+def test_vertex_table_takes_raw_ids_from_the_maps(spark) -> None:
+    users = spark.createDataFrame([(0,), (1,)], "user_idx int")
+    products = spark.createDataFrame([(0,)], "product_idx int")
+    user_map = spark.createDataFrame([("7", 0), ("8", 1), ("9", 2)], "user_id string, user_idx int")
+    product_map = spark.createDataFrame([("7", 0), ("5", 1)], "product_id string, product_idx int")
+    expected = spark.createDataFrame(
+        [("u:7", "user", "7"), ("u:8", "user", "8"), ("p:7", "product", "7")],
+        "id string, type string, label string",
+    )
+    assert_df_equality(
+        vertex_table(users, products, user_map, product_map), expected, ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
 
 
 def test_dataframe_engine_returns_the_vertex_schema(spark) -> None:

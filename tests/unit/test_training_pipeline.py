@@ -166,7 +166,7 @@ def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> N
     }
     monkeypatch.setattr(pipeline_module, "fit_als", lambda *a, **k: None)
     monkeypatch.setattr(pipeline_module, "evaluate_split", lambda *a, **k: lost)
-    monkeypatch.setattr(pipeline_module, "score_users", lambda *a, **k: spark.range(1))
+    monkeypatch.setattr(pipeline_module, "score_user_lists", lambda *a, **k: spark.range(1))
     monkeypatch.setattr(pipeline_module, "evaluation_of", lambda *a, **k: lost)
     outcome = run_training(
         spark, events_df(spark, rows), _config(tmp_path), sequence=2, event_counts=_counts(rows)

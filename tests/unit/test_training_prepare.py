@@ -6,10 +6,19 @@ from datetime import datetime
 from pathlib import Path
 
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
-from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
+from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, RATING, USER_ID, USER_IDX
 from spark_app.training.prepare import aggregate_pairs, update_id_map
-from spark_app.training.split import flag_latest, split_latest, split_random, split_sizes
+from spark_app.training.split import (
+    HELD_PRODUCTS,
+    TRAIN_PRODUCTS,
+    flag_latest,
+    side_lists,
+    split_latest,
+    split_random,
+    split_sizes,
+)
 from tests.training_data import events_df
 
 T0 = datetime(2026, 11, 27, 10, 0, 0)
@@ -97,3 +106,24 @@ def test_split_sizes_count_pairs_users_products_and_both_sides(spark) -> None:
     # _indexed_pairs: 8 pairs of 3 users over products 10..14; latest split 0.4 holds out 3.
     sizes = split_sizes(flag_latest(_indexed_pairs(spark), 0.4))
     assert sizes == {"pairs": 8, "users": 3, "products": 5, "train": 5, "test": 3}
+
+
+def test_side_lists_hold_each_users_products_of_both_sides(spark) -> None:
+    # latest split 0.4: user 1 holds out 11 (T2) and 12 (T1); user 2 keeps its one pair;
+    # user 3 holds out 11. Labels: the pair's rating (here 1.0 + product_idx / 100).
+    pairs = _indexed_pairs(spark).withColumn(RATING, 1.0 + F.col(PRODUCT_IDX) / 100)
+    lists = side_lists(flag_latest(pairs, 0.4), label=F.col(RATING))
+    expected = spark.createDataFrame(
+        [
+            (1, [10, 13, 14], [(11, 1.11), (12, 1.12)]),
+            (2, [10], []),
+            (3, [10], [(11, 1.11)]),
+        ],
+        "user_idx int, train_products array<int>, "
+        "held_products array<struct<product_idx int, label double>>",
+    )
+    in_order = lists.select(
+        USER_IDX, F.array_sort(TRAIN_PRODUCTS).alias(TRAIN_PRODUCTS),
+        F.array_sort(HELD_PRODUCTS).alias(HELD_PRODUCTS),
+    )  # fmt: skip
+    assert_df_equality(in_order, expected, ignore_row_order=True, ignore_nullable=True)

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F
 
-from spark_app.training.recommend import popular_for_users, popular_products, top_n_blocked
+from spark_app.schema import PRODUCT_IDX, PURCHASES
+from spark_app.training.recommend import (
+    QUANTITY_TOTAL,
+    popular_for_users,
+    popular_products,
+    product_sides,
+    rank_popular,
+    top_n_blocked,
+    training_side,
+)
+from spark_app.training.split import HELD_OUT, split_flagged
 
 RECS = "user_idx int, product_idx int, score float, rank int"
 
@@ -52,6 +63,43 @@ def test_popular_list_ranks_by_purchases_then_quantity(spark) -> None:
     )
     assert_df_equality(
         popular_products(pairs), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_product_sides_give_both_popular_lists(spark) -> None:
+    # Product 13 is bought only in held-out pairs: it is in the published list, not in the
+    # baseline's (training side).
+    flagged = spark.createDataFrame(
+        [
+            (1, 10, 1.0, 1, False), (2, 10, 5.0, 1, True), (1, 11, 9.0, 2, False),
+            (3, 12, 2.0, 1, False), (2, 12, 1.0, 1, False), (3, 13, 4.0, 3, True),
+            (1, 12, 2.0, 1, True),
+        ],
+        f"user_idx int, product_idx int, rating double, purchases long, {HELD_OUT} boolean",
+    )  # fmt: skip
+    train, _ = split_flagged(flagged)
+    sides = product_sides(flagged)
+    everything = rank_popular(sides.select(PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL))
+    assert_df_equality(
+        everything, popular_products(flagged.drop(HELD_OUT)), ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
+    assert_df_equality(
+        rank_popular(training_side(sides)), popular_products(train), ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
+    assert everything.where(F.col(PRODUCT_IDX) == 13).count() == 1
+
+
+def test_rank_popular_keeps_the_first_n(spark) -> None:
+    totals = spark.createDataFrame(
+        [(10, 2, 6), (11, 2, 9), (12, 1, 3)], "product_idx int, purchases long, quantity long"
+    )
+    expected = spark.createDataFrame(
+        [(1, 11, 2, 9), (2, 10, 2, 6)], "rank int, product_idx int, purchases long, quantity long"
+    )
+    assert_df_equality(
+        rank_popular(totals, 2), expected, ignore_row_order=True, ignore_nullable=True
     )
 
 
