@@ -8,6 +8,8 @@ Layout and file formats: docs/run-format.md.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -82,17 +84,38 @@ def write_json(obj: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
+def csv_header(columns: list[str]) -> str:
+    """The header line Spark's CSV writer puts above `columns` (quoted only where needed)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(columns)
+    return line.getvalue()
+
+
+def concat_parts(parts: list[Path], header: str, path: Path) -> None:
+    """Write `header` then the bytes of every part, in order, to `path` (via a temporary name
+    in the same folder, renamed into place)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
+    with tmp.open("wb") as out:
+        out.write(header.encode("utf-8"))
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    os.rename(tmp, path)
+
+
 def write_csv(df: DataFrame, path: Path, rows: int | None = None) -> None:
-    """`df` as one CSV file with a header at `path` (a folder of parts beyond the row limit)."""
+    """`df` as one CSV file with a header at `path` (a folder of parts beyond the row limit).
+
+    Every partition writes its own part (no header) in parallel, and the parts are joined in
+    partition order behind one header line: the file coalesce(1) would write, without making
+    one task format every row.
+    """
     if rows is not None and rows > SINGLE_CSV_MAX_ROWS:
         df.write.option("header", True).csv(str(path))
         return
     parts = path.parent / f".{path.name}.parts"
-    df.coalesce(1).write.option("header", True).mode("overwrite").csv(str(parts))
-    written = sorted(parts.glob("part-*.csv"))
-    if len(written) != 1:
-        raise RuntimeError(f"expected one CSV part in {parts}, found {len(written)}")
-    os.rename(written[0], path)
+    df.write.option("header", False).mode("overwrite").csv(str(parts))
+    concat_parts(sorted(parts.glob("part-*.csv")), csv_header(df.columns), path)
     shutil.rmtree(parts)
 
 

@@ -1,0 +1,34 @@
+"""Export: one CSV file from parts written in parallel, the same bytes coalesce(1) writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spark_app.training.export import csv_header, write_csv
+
+
+def _single_task_csv(df, folder: Path) -> bytes:
+    df.coalesce(1).write.option("header", True).csv(str(folder))
+    (part,) = sorted(folder.glob("part-*.csv"))
+    return part.read_bytes()
+
+
+def test_csv_from_parallel_parts_equals_the_single_task_file(spark, tmp_path: Path) -> None:
+    rows = [(i, f"u{i}", 0.1 * i, "a,b" if i % 5 == 0 else 'say "x"' if i % 7 == 0 else "")
+            for i in range(200)]  # fmt: skip
+    df = spark.createDataFrame(rows, "n int, id string, score double, note string")
+    df = df.repartition(4).cache()
+    assert df.rdd.getNumPartitions() == 4
+    write_csv(df, tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_bytes() == _single_task_csv(df, tmp_path / "one")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "out.csv"]
+
+
+def test_empty_table_gives_the_header_alone(spark, tmp_path: Path) -> None:
+    df = spark.createDataFrame([], "id string, rank int")
+    write_csv(df, tmp_path / "empty.csv")
+    assert (tmp_path / "empty.csv").read_text() == "id,rank\n"
+
+
+def test_header_quotes_only_what_needs_it() -> None:
+    assert csv_header(["id", "a,b", 'q"']) == 'id,"a,b","q"""\n'
