@@ -118,10 +118,16 @@ def numpy_kernels() -> SimpleNamespace:
             # A lower bound of each row's k-th best score: the k-th best of the maxima of
             # `groups` disjoint column groups (k distinct columns reach it). Every score
             # >= the k-th best, ties included, is >= the bound: a candidate.
+            # Only the groups whose maximum reaches the bound hold candidates (about k per
+            # row), and the few tail columns beyond the last whole group.
             grouped = scores[:, : width * groups].reshape(n_rows, groups, width)
             maxima = grouped.max(axis=2)
             bound = np.partition(maxima, groups - kk, axis=1)[:, groups - kk]
-            rows, cols = np.nonzero(scores >= bound[:, None])
+            group_rows, group_ids = np.nonzero(maxima >= bound[:, None])
+            hit, offset = np.nonzero(grouped[group_rows, group_ids] >= bound[group_rows, None])
+            tail_rows, tail_cols = np.nonzero(scores[:, width * groups :] >= bound[:, None])
+            rows = np.concatenate((group_rows[hit], tail_rows))
+            cols = np.concatenate((group_ids[hit] * width + offset, tail_cols + width * groups))
         elif kk < n_cols:  # every score >= the row's k-th best is a candidate (ties included)
             kth = np.partition(scores, n_cols - kk, axis=1)[:, n_cols - kk]
             rows, cols = np.nonzero(scores >= kth[:, None])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
 
 from spark_app.schema import PRODUCT_IDX, PURCHASES
 from spark_app.training.recommend import (
     QUANTITY_TOTAL,
+    numpy_kernels,
     popular_for_users,
     popular_products,
     product_sides,
@@ -142,3 +145,21 @@ def test_top_k_kernel_equals_a_full_sort_with_ties_and_masked_scores() -> None:
         expected_cols.tolist(),
         expected_scores.tolist(),
     )
+
+
+@pytest.mark.parametrize(("n_cols", "k"), [(600, 5), (1000, 20), (300, 3), (40, 10)])
+def test_top_k_equals_a_full_sort(n_cols: int, k: int) -> None:
+    # Ties (equal columns), bought products (-inf) and a row with fewer than k finite scores.
+    rng = np.random.default_rng(n_cols + k)
+    scores = rng.standard_normal((50, n_cols)).astype(np.float32)
+    scores[:, 7] = scores[:, 3]
+    scores[rng.integers(0, 50, 400), rng.integers(0, n_cols, 400)] = -np.inf
+    scores[0, 2:] = -np.inf
+    cols, vals = numpy_kernels().top_k(scores, k)
+    for row in range(len(scores)):
+        order = [
+            c for c in np.lexsort((np.arange(n_cols), -scores[row])) if scores[row, c] > -np.inf
+        ]
+        expected = order[:k] + [-1] * (k - len(order[:k]))
+        assert cols[row].tolist() == expected
+        assert vals[row].tolist() == [scores[row, c] if c >= 0 else -np.inf for c in expected]
