@@ -10,6 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,12 +142,20 @@ def run_training(
     try:
         with _stage("prepare", timings):
             raw_pairs = keep(aggregate_pairs(events))
-            user_map = update_id_map(
-                spark, raw_pairs, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
-            )
-            product_map = update_id_map(
-                spark, raw_pairs, state / ID_MAP_DIR / "products", PRODUCT_ID, PRODUCT_IDX
-            )
+            # The two maps are independent: their small jobs run side by side.
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="id-map") as pool:
+                users_done = pool.submit(
+                    update_id_map, spark, raw_pairs, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
+                )
+                products_done = pool.submit(
+                    update_id_map,
+                    spark,
+                    raw_pairs,
+                    state / ID_MAP_DIR / "products",
+                    PRODUCT_ID,
+                    PRODUCT_IDX,
+                )
+                user_map, product_map = users_done.result(), products_done.result()
             indexed = attach_indices(raw_pairs, user_map, product_map).select(
                 USER_IDX, PRODUCT_IDX, RATING, PURCHASES, LAST_EVENT_TIME
             )
