@@ -107,6 +107,21 @@ def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
         log.info("training stage %s: done in %.2f s", name, timings[name])
 
 
+def _touch_numpy(batches: Iterator) -> Iterator:
+    """A mapInArrow function that imports what the scorer imports and passes rows through."""
+    import numpy  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+
+    yield from batches
+
+
+def warm_python_workers(spark: SparkSession, parallelism: int) -> int:
+    """Start one Python worker per core with the scorer's imports (numpy, pyarrow), so that
+    the evaluation does not wait for them; a tiny job, a no-op when the workers are alive."""
+    warm = spark.range(parallelism, numPartitions=parallelism).mapInArrow(_touch_numpy, "id long")
+    return len(warm.collect())
+
+
 def scoring_chunks(users: int, parallelism: int) -> int:
     """Chunks of at most USERS_PER_CHUNK users, a multiple of the cores (one task each)."""
     per_core = max(1, math.ceil(users / USERS_PER_CHUNK / parallelism))
@@ -139,6 +154,11 @@ def run_training(
         cached.append(df.cache())
         return df
 
+    # The first scoring of a session starts the Python workers (about 3 s); that runs
+    # meanwhile, beside the JVM-only prepare and split stages.
+    warming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
+    warmed = warming.submit(warm_python_workers, spark, parallelism)
+    warming.shutdown(wait=False)
     try:
         with _stage("prepare", timings):
             raw_pairs = keep(aggregate_pairs(events))
@@ -207,6 +227,8 @@ def run_training(
         one_pass = cfg.recommend.strategy == "blocked" and not cfg.evaluation.refit_on_all_pairs
         scored: DataFrame | None = None
         with _stage("evaluate", timings):
+            if warmed.exception() is not None:  # waits for it; the scorer would fail the same
+                log.warning("starting the Python workers failed: %s", warmed.exception())
             options: dict[str, Any] = {
                 "k": cfg.evaluation.k,
                 "exclude_purchased": cfg.recommend.exclude_purchased,

@@ -23,6 +23,7 @@ from spark_app.training.export import (
     latest_run_id,
     point_latest,
 )
+from spark_app.training.pipeline import warm_python_workers
 from spark_app.training.prepare import aggregate_pairs
 from spark_app.training.split import split_pairs
 from tests.training_data import events_df, planted_events, uniform_events
@@ -210,3 +211,8 @@ def test_next_run_removes_stale_partial_runs(tmp_path) -> None:
     (tmp_path / "runs").mkdir()
     clean_stale_tmp(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["runs"]
+
+
+def test_warming_the_python_workers_runs_one_task_per_core(spark) -> None:
+    parallelism = spark.sparkContext.defaultParallelism
+    assert warm_python_workers(spark, parallelism) == parallelism
