@@ -323,13 +323,15 @@ def run_training(
                 recs = recommendations_of(scored)
             else:
                 exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
-                recs = recommend_for_users(
-                    model,
-                    user_vectors(model).select(USER_IDX),
-                    cfg.recommend.top_n,
-                    exclude=exclude,
-                    strategy=cfg.recommend.strategy,
-                    num_chunks=scoring_chunks(n_users, parallelism),
+                recs = keep(  # read by the graph and by the edges' export
+                    recommend_for_users(
+                        model,
+                        user_vectors(model).select(USER_IDX),
+                        cfg.recommend.top_n,
+                        exclude=exclude,
+                        strategy=cfg.recommend.strategy,
+                        num_chunks=scoring_chunks(n_users, parallelism),
+                    )
                 )
             named = (
                 recs.join(user_map, USER_IDX)

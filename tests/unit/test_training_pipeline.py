@@ -216,3 +216,27 @@ def test_next_run_removes_stale_partial_runs(tmp_path) -> None:
 def test_warming_the_python_workers_runs_one_task_per_core(spark) -> None:
     parallelism = spark.sparkContext.defaultParallelism
     assert warm_python_workers(spark, parallelism) == parallelism
+
+
+@pytest.mark.parametrize(
+    "options",
+    [("recommend.strategy=spark",), ("evaluation.refit_on_all_pairs=true",)],
+    ids=["spark-strategy", "refit"],
+)
+def test_other_recommend_paths_give_the_same_graph_shape(spark, planted, tmp_path, options):
+    # Not the one-pass scorer: recommendations scored separately, then the same graph and
+    # export. Same users, products and edge count as the default run; nothing bought listed.
+    _, default, rows = planted
+    outcome = run_training(
+        spark, events_df(spark, rows), _config(tmp_path, *options), sequence=2,
+        event_counts=_counts(rows),
+    )  # fmt: skip
+    edges = spark.read.option("header", True).csv(str(outcome.path / "edges.csv"))
+    bought = events_df(spark, rows).select(
+        F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
+    )
+    assert (outcome.accepted, sorted(p.name for p in outcome.path.iterdir())) == (True, RUN_FILES)
+    assert {key: outcome.metrics["graph"][key] for key in ("vertices", "edges", "users")} == {
+        key: default.metrics["graph"][key] for key in ("vertices", "edges", "users")
+    }
+    assert edges.join(bought, ["src", "dst"]).count() == 0
