@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
 from spark_app.config import load_config
 from spark_app.session import create_session
@@ -122,6 +123,7 @@ def main() -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)  # selector "blocking" chatter
     logging.getLogger("spark_app").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
 
+    java_home = use_preferred_java()  # as scripts/test and scripts/submit do
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         work = Path(tmp)
         broker = None
@@ -162,7 +164,7 @@ def main() -> int:
         ("plain kafka-python loop (read + json)", loop, loop_rate),
     ]
     print(f"\nIngest of {args.events:,} events, {args.partitions} partitions, local[2], "
-          f"maxOffsetsPerTrigger={args.per_trigger:,}")
+          f"maxOffsetsPerTrigger={args.per_trigger:,}, JVM {java_home or 'java on PATH'}")
     print(f"{'':45s} {'seconds':>8s} {'events/s':>10s} {'vs loop':>8s}")
     for name, seconds, rate in rows:
         print(f"{name:45s} {seconds:8.1f} {rate:10,.0f} {rate / loop_rate:7.2f}x")

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyspark.sql import DataFrame, SparkSession
 
 from benchmarks.bench_ingest import produce
+from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
 from spark_app.config import load_config
 from spark_app.session import create_session
@@ -66,6 +67,7 @@ def main() -> int:
     logging.getLogger("spark_app").setLevel(logging.WARNING)
     options = load_config().kafka.consumer_options
 
+    java_home = use_preferred_java()  # as scripts/test and scripts/submit do
     with tempfile.TemporaryDirectory(prefix="bench-ingest-parts-") as tmp:
         work = Path(tmp)
         broker = LocalKafka(home=work / "kafka", brokers=1)
@@ -83,7 +85,8 @@ def main() -> int:
             broker.stop()
 
     print(f"\nParts of the ingest, {args.events:,} events, {args.partitions} partitions, "
-          f"local[2], best of {args.repeat} after a warm-up pass")
+          f"local[2], best of {args.repeat} after a warm-up pass, "
+          f"JVM {java_home or 'java on PATH'}")
     print(f"{'step':62s} {'seconds':>8s} {'events/s':>10s}")
     for name, seconds in results:
         print(f"{name:62s} {seconds:8.2f} {args.events / seconds:10,.0f}")

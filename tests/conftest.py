@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from infra.java import use_preferred_java
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("SPARK_CONF_DIR", str(REPO_ROOT / "conf"))
 # The driver's Python and the workers' Python must be the same interpreter (the venv's).
 os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", os.sys.executable)
+use_preferred_java()  # as scripts/test does: $JAVA_HOME, else the newest JDK installed
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from infra import java as java_mod
 from infra import kafka as kafka_cli
 from infra import spark_cluster
 from infra.errors import (
@@ -23,7 +24,7 @@ from infra.errors import (
     NotStartedError,
     PortInUseError,
 )
-from infra.java import ensure_java, find_java, parse_java_major
+from infra.java import ensure_java, find_java, newest_installed_jdk, parse_java_major
 from infra.kafka_local import (
     LocalKafka,
     bootstrap_of,
@@ -190,6 +191,7 @@ def test_no_java_anywhere_says_to_install_and_set_java_home(
 ) -> None:
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(java_mod, "JVM_DIRS", (tmp_path / "jvm",))
     with pytest.raises(JavaNotFoundError, match="no java on PATH.*set JAVA_HOME"):
         find_java()
 
@@ -198,6 +200,46 @@ def test_java_home_is_used_before_path(tmp_path: Path, monkeypatch: pytest.Monke
     java = _fake_java(tmp_path, "17")
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     assert find_java() == java
+
+
+def _fake_jdk(jvm: Path, name: str, release: str | None) -> Path:
+    """A JDK home under `jvm` with bin/java and, unless None, a release file."""
+    home = jvm / name
+    _fake_java(home, "0")
+    if release is not None:
+        (home / "release").write_text(f'IMPLEMENTOR="x"\nJAVA_VERSION="{release}"\n')
+    return home
+
+
+def test_newest_installed_jdk_is_the_highest_version_of_17_or_more(tmp_path: Path) -> None:
+    jvm = tmp_path / "jvm"
+    _fake_jdk(jvm, "java-17-openjdk-amd64", "17.0.15")
+    newest = _fake_jdk(jvm, "temurin-25-jdk-amd64", "25.0.3")
+    _fake_jdk(jvm, "zulu-11", "11.0.2")
+    _fake_jdk(jvm, "broken", None)
+    (jvm / "not-a-jdk.jinfo").write_text("")
+    assert newest_installed_jdk((jvm, tmp_path / "absent")) == newest
+
+
+def test_java_home_wins_over_installed_jdks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_jdk(tmp_path / "jvm", "temurin-25", "25.0.3")
+    monkeypatch.setattr(java_mod, "JVM_DIRS", (tmp_path / "jvm",))
+    java = _fake_java(tmp_path / "home", "17")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "home"))
+    assert find_java() == java
+
+
+def test_newest_installed_jdk_wins_over_path_when_java_home_is_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = _fake_jdk(tmp_path / "jvm", "temurin-25", "25.0.3")
+    monkeypatch.setattr(java_mod, "JVM_DIRS", (tmp_path / "jvm",))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    _fake_java(tmp_path / "path", "17")
+    monkeypatch.setenv("PATH", str(tmp_path / "path" / "bin"))
+    assert find_java() == home / "bin" / "java"
 
 
 def test_missing_kafka_jars_say_run_setup(tmp_path: Path) -> None:
