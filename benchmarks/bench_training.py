@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pyspark.sql import functions as F
 
+    from infra.java import use_preferred_java
     from spark_app.config import load_config
     from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
     from spark_app.session import create_session
@@ -229,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "load_before": load_before}
     timings: dict[str, float] = {}
 
+    figures["java_home"] = str(use_preferred_java())  # as scripts/test and scripts/submit do
+    log.info("JVM: %s", figures["java_home"])
     with PeakMemory() as memory:
         spark = create_session(
             app_name="bench-training",
