@@ -19,9 +19,7 @@ never recommended count as 0).
 
 from __future__ import annotations
 
-import logging
-
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -49,10 +47,7 @@ from spark_app.schema import (
     VERTEX_LABEL,
     VERTEX_TYPE,
 )
-from spark_app.session import graphframes_jar_loaded
 from spark_app.training.prepare import require_columns
-
-log = logging.getLogger(__name__)
 
 IN_DEGREE = "in_degree"
 OUT_DEGREE = "out_degree"
@@ -321,23 +316,6 @@ def choose_engine(requested: str, jar_loaded: bool) -> str:
             "set graph.engine to 'auto' or 'dataframe', or add the jar (see scripts/setup)"
         )
     return requested
-
-
-def graph_figures(
-    spark: SparkSession,
-    vertices: DataFrame,
-    edges: DataFrame,
-    *,
-    engine: str,
-    iterations: int,
-    reset_probability: float,
-) -> tuple[DataFrame, str]:
-    """(vertex table with degrees and PageRank, engine used)."""
-    used = choose_engine(engine, graphframes_jar_loaded(spark))
-    log.info("graph engine: %s (requested %s)", used, engine)
-    if used == "graphframes":
-        return graph_graphframes(vertices, edges, iterations, reset_probability), used
-    return graph_dataframe(vertices, edges, reset_probability), used
 
 
 def in_degree_histogram(graph: DataFrame) -> list[tuple[int, int]]:

@@ -124,11 +124,3 @@ def side_sizes(lists: DataFrame, sides: DataFrame) -> dict[str, int]:
     row = by_user.crossJoin(by_product).first()
     sizes = {name: int(row[name] or 0) for name in ("users", "products", "train", "test")}
     return {**sizes, "pairs": sizes["train"] + sizes["test"]}
-
-
-def split_sizes(flagged: DataFrame) -> dict[str, int]:
-    """Counts of flag_held_out() output in one Spark job: pairs, users, products, train, test."""
-    require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "split_sizes")
-    lists = side_lists(flagged)
-    products = flagged.select(PRODUCT_IDX).distinct()
-    return side_sizes(lists, products)

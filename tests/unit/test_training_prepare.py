@@ -15,9 +15,9 @@ from spark_app.training.split import (
     TRAIN_PRODUCTS,
     flag_latest,
     side_lists,
+    side_sizes,
     split_latest,
     split_random,
-    split_sizes,
 )
 from tests.training_data import events_df
 
@@ -102,9 +102,10 @@ def test_random_split_partitions_the_pairs(spark) -> None:
     assert_df_equality(train.unionByName(test), pairs, ignore_row_order=True)
 
 
-def test_split_sizes_count_pairs_users_products_and_both_sides(spark) -> None:
+def test_side_sizes_count_pairs_users_products_and_both_sides(spark) -> None:
     # _indexed_pairs: 8 pairs of 3 users over products 10..14; latest split 0.4 holds out 3.
-    sizes = split_sizes(flag_latest(_indexed_pairs(spark), 0.4))
+    flagged = flag_latest(_indexed_pairs(spark), 0.4)
+    sizes = side_sizes(side_lists(flagged), flagged.select(PRODUCT_IDX).distinct())
     assert sizes == {"pairs": 8, "users": 3, "products": 5, "train": 5, "test": 3}
 
 
