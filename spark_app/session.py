@@ -22,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
 CONF_DIR = REPO_ROOT / "conf"
 KAFKA_CONNECTOR_PREFIX = "spark-sql-kafka-0-10"
+PARSER_JAR = "recsys-udf.jar"  # the project's own JVM code (jvm/udf/), built by scripts/setup
 
 
 def launched_by_spark_submit() -> bool:
@@ -30,13 +31,19 @@ def launched_by_spark_submit() -> bool:
 
 
 def spark_jars(deps_dir: Path = DEPS_DIR) -> list[Path]:
-    """Jars Spark needs beyond pyspark's own: the Kafka connector, and GraphFrames if fetched."""
-    kafka_jars = sorted((deps_dir / "spark-jars").glob("*.jar"))
-    if not any(j.name.startswith(KAFKA_CONNECTOR_PREFIX) for j in kafka_jars):
+    """Jars Spark needs beyond pyspark's own: the Kafka connector, the project's record parser,
+    and GraphFrames if fetched."""
+    jars = sorted((deps_dir / "spark-jars").glob("*.jar"))
+    if not any(j.name.startswith(KAFKA_CONNECTOR_PREFIX) for j in jars):
         raise MissingJarError(
             f"the Spark Kafka connector is not in {deps_dir / 'spark-jars'}; run scripts/setup"
         )
-    return kafka_jars + sorted((deps_dir / "graphframes-jars").glob("*.jar"))
+    if not any(j.name == PARSER_JAR for j in jars):
+        raise MissingJarError(
+            f"the record parser {PARSER_JAR} is not in {deps_dir / 'spark-jars'}; run "
+            "scripts/setup (it builds jvm/udf/ with Maven)"
+        )
+    return jars + sorted((deps_dir / "graphframes-jars").glob("*.jar"))
 
 
 def create_session(

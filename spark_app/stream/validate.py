@@ -2,64 +2,92 @@
 
 Pure `DataFrame -> DataFrame` functions: they take the Kafka source's columns (value, topic,
 partition, offset) and plain limits, so they run the same on a static DataFrame in a test.
-JSON is parsed into a Spark VARIANT, which keeps each field's JSON type: a quantity sent as
-the string "3" is told apart from the integer 3, and a JSON null from a missing field.
+
+Each record's JSON is read once, by the project's Spark SQL function `SaleFields` (Java, in
+jvm/udf/: a streaming parse with the Jackson library Spark ships). It returns each field's JSON
+type beside its value, so a quantity sent as the string "3" is told apart from the integer 3,
+and a JSON null from a missing field. The checks that name a reason are the Spark column
+expressions below. (Building a Spark VARIANT and extracting each field from it did the same at
+about five times the cost per record; see benchmarks/RESULTS.md.)
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_app import schema as S
-from spark_app.errors import MissingColumnError
+from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
 
 KAFKA_SOURCE_COLUMNS = ("value", "topic", "partition", "offset", "timestamp")
-_VARIANT = "_v"
-_INTEGER_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
 _ISO_PREFIX = r"^\d{4}-\d{2}-\d{2}"  # Spark also casts words like 'today'; events may not
-_FIELDS = (*S.REQUIRED_FIELDS, *S.OPTIONAL_FIELDS)
+# Epoch milliseconds a Spark timestamp holds (years 0001-9999); beyond, converting overflows
+# and would fail the whole batch, so such a value is unparseable instead.
+_MILLIS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
+
+# The parser: a Java class in the jar scripts/setup builds (.deps/spark-jars/recsys-udf.jar).
+SALE_FIELDS_CLASS = "recsys.udf.SaleFields"
+SALE_FIELDS_FUNCTION = "recsys_sale_fields"
+# Its `json` field (the record's shape) and `<field>_type` fields (JSON types) take these values.
+_MALFORMED = "malformed"
+_NOT_AN_OBJECT = "not_an_object"
+_STRING, _INTEGER, _FLOAT, _NULL = "string", "integer", "float", "null"
+_PARSED = "_parsed"  # scratch struct column: the parser's output
 
 
-# Each field is extracted from the parsed object once (`_v_<field>`, a VARIANT) and its JSON
-# type named once (`_t_<field>`: STRING, BIGINT, DECIMAL(2,1), DOUBLE, VOID for null...), in
-# projections of their own, so the checks below reuse them instead of re-parsing.
-def _v(name: str) -> Column:
-    return F.col(f"_v_{name}")
+def parser_schema(spark: SparkSession, class_name: str = SALE_FIELDS_CLASS) -> str:
+    """The struct the parser class returns (its SCHEMA, Spark DDL), read from the JVM.
+
+    Raises MissingJarError, naming the fix, when the class is not on the session's classpath.
+    """
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    try:
+        loader = jvm.Thread.currentThread().getContextClassLoader()
+        return str(loader.loadClass(class_name).getField("SCHEMA").get(None))
+    except Exception as exc:  # py4j raises a generic error for a missing class
+        raise MissingJarError(
+            f"the record parser {class_name} is not loaded in this Spark session: run "
+            "scripts/setup (it builds .deps/spark-jars/recsys-udf.jar) and pass the jars of "
+            ".deps/spark-jars/ to Spark (spark-submit --jars, as scripts/submit does)"
+        ) from exc
 
 
-def _t(name: str) -> Column:
-    return F.col(f"_t_{name}")
+def register_sale_fields(spark: SparkSession) -> None:
+    """Register the SaleFields parser as a SQL function of `spark` (a no-op if it is already)."""
+    if not spark.catalog.functionExists(SALE_FIELDS_FUNCTION):
+        spark.udf.registerJavaFunction(
+            SALE_FIELDS_FUNCTION, SALE_FIELDS_CLASS, parser_schema(spark)
+        )
 
 
-def _get(name: str, type_name: str) -> Column:
-    return F.try_variant_get(_v(name), "$", type_name)
+def _p(field: str) -> Column:
+    """A field of the parser's output."""
+    return F.col(f"{_PARSED}.{field}")
+
+
+def _type(name: str) -> Column:
+    """The JSON type of event field `name`: null if absent, 'null' for a JSON null."""
+    return _p(f"{name}_type")
 
 
 def _absent(name: str) -> Column:
-    return _v(name).isNull() | (_t(name) == "VOID")
+    return _type(name).isNull() | (_type(name) == _NULL)
 
 
 def _is_number(name: str) -> Column:
-    return _t(name).isin(*_INTEGER_TYPES, "DOUBLE", "FLOAT") | _t(name).startswith("DECIMAL")
-
-
-# Typed scalars, also extracted once (each try_variant_get costs about as much as the parse).
-_QUANTITY = "_quantity"
-_PRICE = "_price"
-_TS_TEXT = "_ts_text"
-_TS_MILLIS = "_ts_millis"
+    return _type(name).isin(_INTEGER, _FLOAT)
 
 
 def _event_time() -> Column:
     """`timestamp` as a Spark timestamp: ISO-8601 text, or epoch milliseconds as an integer."""
-    text = F.col(_TS_TEXT)
+    text = _p("timestamp_text")
+    millis = _p("timestamp_millis")
     return (
-        F.when(_t(S.TIMESTAMP).isin(*_INTEGER_TYPES), F.timestamp_millis(F.col(_TS_MILLIS)))
-        .when((_t(S.TIMESTAMP) == "STRING") & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
+        F.when(millis.between(*_MILLIS_RANGE), F.timestamp_millis(millis))
+        .when((_type(S.TIMESTAMP) == _STRING) & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
         .otherwise(F.lit(None).cast("timestamp"))
     )
 
@@ -75,8 +103,8 @@ def _reason(
     "Far future" is judged against the record's Kafka timestamp, not the wall clock, so a
     batch replayed after a crash classifies every record exactly as the first time.
     """
-    quantity = F.col(_QUANTITY)
-    price = F.col(_PRICE)
+    quantity = _p(S.QUANTITY)
+    price = _p(S.PRICE)
     event_time = F.col(S.EVENT_TIME)
     latest_allowed = F.col(S.KAFKA_TIMESTAMP) + F.make_dt_interval(
         secs=F.lit(max_future_seconds)
@@ -84,26 +112,26 @@ def _reason(
     checks: list[tuple[Column, Column]] = [
         (F.coalesce(F.octet_length(F.col("value")), F.lit(0)) > max_message_bytes,
          F.lit(Reason.OVERSIZED)),
-        (F.col(_VARIANT).isNull(), F.lit(Reason.MALFORMED_JSON)),
-        (~F.ltrim(F.col("value")).startswith("{"), F.lit(Reason.NOT_AN_OBJECT)),
+        (_p("json") == _MALFORMED, F.lit(Reason.MALFORMED_JSON)),
+        (_p("json") == _NOT_AN_OBJECT, F.lit(Reason.NOT_AN_OBJECT)),
     ]
     checks += [
         (_absent(name), F.lit(Reason.of(Reason.MISSING_FIELD, name)))
         for name in S.REQUIRED_FIELDS
     ]
     checks += [
-        (_t(name) != "STRING", F.lit(Reason.of(Reason.WRONG_TYPE, name)))
+        (_type(name) != _STRING, F.lit(Reason.of(Reason.WRONG_TYPE, name)))
         for name in (S.USER_ID, S.PRODUCT_ID)
     ]
     checks += [
-        (~_absent(S.EVENT_ID) & (_t(S.EVENT_ID) != "STRING"),
+        (~_absent(S.EVENT_ID) & (_type(S.EVENT_ID) != _STRING),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.EVENT_ID))),
-        (~_t(S.QUANTITY).isin(*_INTEGER_TYPES), F.lit(Reason.of(Reason.WRONG_TYPE, S.QUANTITY))),
-        (~_t(S.TIMESTAMP).isin("STRING", *_INTEGER_TYPES),
+        (_type(S.QUANTITY) != _INTEGER, F.lit(Reason.of(Reason.WRONG_TYPE, S.QUANTITY))),
+        (~_type(S.TIMESTAMP).isin(_STRING, _INTEGER),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.TIMESTAMP))),
     ]
     checks += [
-        (F.trim(F.col(name)) == "", F.lit(Reason.of(Reason.EMPTY_ID, name)))
+        (F.trim(_p(name)) == "", F.lit(Reason.of(Reason.EMPTY_ID, name)))
         for name in (S.USER_ID, S.PRODUCT_ID)
     ]
     checks += [
@@ -143,50 +171,37 @@ def classify(
     timestamp.
     """
     require_columns(raw, KAFKA_SOURCE_COLUMNS, "the Kafka input")
-    text = F.col("value").cast("string")
+    register_sale_fields(raw.sparkSession)
+    data = F.col("value").cast("binary")
     # Oversized values are not parsed at all: a huge message must not cost a huge parse.
     parsed = raw.select(
-        text.alias("value"),
-        F.when(F.octet_length(text) <= max_message_bytes, F.try_parse_json(text)).alias(
-            _VARIANT
-        ),
+        F.col("value").cast("string").alias("value"),
+        F.when(
+            F.coalesce(F.octet_length(data), F.lit(0)) <= max_message_bytes,
+            F.call_function(SALE_FIELDS_FUNCTION, data),
+        ).alias(_PARSED),
         F.col("topic").alias(S.KAFKA_TOPIC),
         F.col("partition").cast("int").alias(S.KAFKA_PARTITION),
         F.col("offset").cast("long").alias(S.KAFKA_OFFSET),
         F.col("timestamp").cast("timestamp").alias(S.KAFKA_TIMESTAMP),
     )
-
-    fields = parsed.select(
-        "*", *[F.variant_get(F.col(_VARIANT), f"$.{name}", "variant").alias(f"_v_{name}")
-               for name in _FIELDS]
-    )
-    typed = fields.select(
-        "*",
-        *[F.schema_of_variant(_v(name)).alias(f"_t_{name}") for name in _FIELDS],
-        _get(S.QUANTITY, "bigint").alias(_QUANTITY),
-        _get(S.PRICE, "double").alias(_PRICE),
-        F.when(_v(S.TIMESTAMP).isNotNull(), _get(S.TIMESTAMP, "string")).alias(_TS_TEXT),
-        _get(S.TIMESTAMP, "bigint").alias(_TS_MILLIS),
-    )
-    with_fields = typed.select(
+    with_fields = parsed.select(
         "*",
         F.coalesce(
-            _get(S.EVENT_ID, "string"),
+            _p(S.EVENT_ID),
             F.concat_ws("-", S.KAFKA_TOPIC, S.KAFKA_PARTITION, S.KAFKA_OFFSET),
         ).alias(S.EVENT_ID),
-        _get(S.USER_ID, "string").alias(S.USER_ID),
-        _get(S.PRODUCT_ID, "string").alias(S.PRODUCT_ID),
-        F.when(F.col(_QUANTITY).between(-(2**31), 2**31 - 1), F.col(_QUANTITY))
+        _p(S.USER_ID).alias(S.USER_ID),
+        _p(S.PRODUCT_ID).alias(S.PRODUCT_ID),
+        F.when(_p(S.QUANTITY).between(-(2**31), 2**31 - 1), _p(S.QUANTITY))
         .cast("int").alias(S.QUANTITY),
         _event_time().alias(S.EVENT_TIME),
-        F.col(_PRICE).alias(S.PRICE),
+        _p(S.PRICE).alias(S.PRICE),
     )
-    scratch = [_VARIANT, S.KAFKA_TIMESTAMP, _QUANTITY, _PRICE, _TS_TEXT, _TS_MILLIS,
-               *[f"_{k}_{n}" for k in "vt" for n in _FIELDS]]
     return with_fields.withColumn(
         S.REASON,
         _reason(max_message_bytes, max_quantity, max_future_seconds, min_timestamp),
-    ).drop(*scratch)
+    ).drop(_PARSED, S.KAFKA_TIMESTAMP)
 
 
 def valid_events(classified: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:

@@ -72,6 +72,7 @@ def test_the_jars_given_to_the_job_match_the_pom(compose, pom):
         f"spark-token-provider-kafka-0-10_2.13-{pom['spark.version']}.jar",
         f"kafka-clients-{pom['spark.kafka.clients.version']}.jar",
         f"commons-pool2-{pom['commons.pool2.version']}.jar",
+        "recsys-udf.jar",
     }
 
 
@@ -92,3 +93,17 @@ def test_results_and_state_are_volumes(compose):
     cfg = load_config(REPO / "conf" / "docker.yaml")
     targets = {m.split(":")[1] for m in mounts}
     assert {str(cfg.paths.results), str(cfg.paths.state)} == targets
+
+
+def test_the_parser_is_built_against_the_spark_that_pyspark_ships():
+    import pyspark
+
+    root = ET.parse(REPO / "jvm" / "udf" / "pom.xml").getroot()
+    props = {c.tag.split("}")[1]: c.text for c in root.find("m:properties", POM_NS)}
+    shipped = {p.name for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    wanted = {
+        f"spark-sql-api_2.13-{props['spark.version']}.jar",
+        f"scala-library-{props['scala.version']}.jar",
+        f"jackson-core-{props['jackson.version']}.jar",
+    }
+    assert wanted - shipped == set()

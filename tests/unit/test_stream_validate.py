@@ -9,9 +9,9 @@ import pytest
 from chispa import assert_df_equality
 
 from spark_app import schema as S
-from spark_app.errors import MissingColumnError
+from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
-from spark_app.stream.validate import classify, quarantined, valid_events
+from spark_app.stream.validate import classify, parser_schema, quarantined, valid_events
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 LIMITS = dict(
@@ -60,19 +60,47 @@ CASES: list[tuple[str, str | None]] = [
     (with_(price="cheap"), Reason.PRICE_INVALID),
 ]
 
+# Edge cases of the JSON parse itself: (raw value, expected reason or None for valid)
+PARSE_CASES: list[tuple[str, str | None]] = [
+    ("\n" + with_(), None),  # whitespace before the object is still JSON
+    (with_() + " ", None),
+    (with_() + " x", Reason.MALFORMED_JSON),  # anything after the object
+    (with_() + with_(), Reason.MALFORMED_JSON),  # two events in one record: neither is lost
+    ('{"user_id": "u1", ' + with_()[1:], Reason.MALFORMED_JSON),  # a duplicate key
+    ("", Reason.MALFORMED_JSON),
+    ("null", Reason.NOT_AN_OBJECT),
+    (with_(quantity=2**64), Reason.QUANTITY_TOO_LARGE),  # an integer beyond 64 bits
+    (with_(timestamp=2**63 - 1), Reason.TIMESTAMP_UNPARSEABLE),  # beyond year 9999
+    (with_(user_id="u\u00e9", extra={"nested": [1, {"a": None}]}), None),
+]
 
-@pytest.fixture(scope="module")
-def raw(spark):
-    rows = [(value, "sales", 0, offset, KAFKA_TIME) for offset, (value, _) in enumerate(CASES)]
+
+def kafka_records(spark, cases: list[tuple[str, str | None]]):
+    """The cases' raw values as Kafka source rows, the offset being the case's position."""
+    rows = [(value, "sales", 0, offset, KAFKA_TIME) for offset, (value, _) in enumerate(cases)]
     return spark.createDataFrame(
         rows, "value string, topic string, partition int, offset long, timestamp timestamp"
     )
+
+
+@pytest.fixture(scope="module")
+def raw(spark):
+    return kafka_records(spark, CASES)
 
 
 def test_every_kind_of_bad_event_gets_its_reason(spark, raw):
     actual = classify(raw, **LIMITS).select(S.KAFKA_OFFSET, S.REASON)
     expected = spark.createDataFrame(
         [(offset, reason) for offset, (_, reason) in enumerate(CASES)],
+        f"{S.KAFKA_OFFSET} long, {S.REASON} string",
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_parse_edge_cases_get_their_reason(spark):
+    actual = classify(kafka_records(spark, PARSE_CASES), **LIMITS).select(S.KAFKA_OFFSET, S.REASON)
+    expected = spark.createDataFrame(
+        [(offset, reason) for offset, (_, reason) in enumerate(PARSE_CASES)],
         f"{S.KAFKA_OFFSET} long, {S.REASON} string",
     )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
@@ -106,6 +134,20 @@ def test_nothing_is_dropped(raw):
     assert counts == (4, len(CASES) - 4)
 
 
+def test_invalid_utf8_is_malformed_json(spark):
+    value = b'{"user_id": "u\xff", "product_id": "p1", "quantity": 2, "timestamp": 1795770000000}'
+    raw = spark.createDataFrame(
+        [(value, "sales", 0, 0, KAFKA_TIME)],
+        "value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
+    assert classify(raw, **LIMITS).first()[S.REASON] == Reason.MALFORMED_JSON
+
+
 def test_input_without_kafka_columns_is_a_named_error(spark):
     with pytest.raises(MissingColumnError, match="offset"):
         classify(spark.createDataFrame([("{}",)], "value string"), **LIMITS)
+
+
+def test_a_parser_class_that_is_not_loaded_is_a_named_error(spark):
+    with pytest.raises(MissingJarError, match="scripts/setup"):
+        parser_schema(spark, "recsys.udf.NoSuchParser")

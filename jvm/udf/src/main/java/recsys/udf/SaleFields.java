@@ -1,0 +1,171 @@
+package recsys.udf;
+
+import com.fasterxml.jackson.core.JsonFactory;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
+import com.fasterxml.jackson.core.StreamReadFeature;
+import java.util.Arrays;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.api.java.UDF1;
+
+/**
+ * Reads the JSON value of one Kafka record in a single pass and returns, for each field of a
+ * sales event, its JSON type and its value. The checks that turn these into a quarantine reason
+ * live in spark_app/stream/validate.py; this class only parses.
+ *
+ * <p>Registered by validate.py as a Spark SQL function returning {@link #SCHEMA}. One streaming
+ * parse with Jackson (the JSON library Spark itself ships) replaces building a VARIANT and
+ * extracting each field from it, which cost about five times as much per record.
+ *
+ * <p>What counts as malformed: anything Jackson's default (strict) settings refuse (comments,
+ * single quotes, NaN, leading zeros, invalid UTF-8 in a value it reads...), an object with a
+ * duplicate key at any depth, an empty value, and anything after the first JSON value.
+ */
+public final class SaleFields implements UDF1<byte[], Row> {
+  private static final long serialVersionUID = 1L;
+
+  /** The returned struct, as Spark DDL. The order of the fields is the order of the Row. */
+  public static final String SCHEMA =
+      "json STRING, "
+          + "event_id_type STRING, user_id_type STRING, product_id_type STRING, "
+          + "quantity_type STRING, timestamp_type STRING, price_type STRING, "
+          + "event_id STRING, user_id STRING, product_id STRING, timestamp_text STRING, "
+          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE";
+
+  /** Values of the {@code json} field: the shape of the whole record. */
+  public static final String OBJECT = "object";
+  public static final String NOT_AN_OBJECT = "not_an_object";
+  public static final String MALFORMED = "malformed";
+
+  /**
+   * Values of the {@code *_type} fields. A field that is absent has a null type; a JSON null
+   * has the type "null". An integer beyond 64 bits has the type "integer" and a null value.
+   */
+  static final String STRING = "string";
+  static final String INTEGER = "integer";
+  static final String FLOAT = "float";
+  static final String BOOLEAN = "boolean";
+  static final String NULL = "null";
+  static final String OBJECT_TYPE = "object";
+  static final String ARRAY = "array";
+
+  // Positions in the Row (see SCHEMA).
+  private static final int SHAPE = 0;
+  private static final String[] FIELDS = {
+    "event_id", "user_id", "product_id", "quantity", "timestamp", "price"
+  };
+  private static final int TYPES = 1; // FIELDS[i]'s type is at TYPES + i
+  private static final int EVENT_ID = 7;
+  private static final int USER_ID = 8;
+  private static final int PRODUCT_ID = 9;
+  private static final int TIMESTAMP_TEXT = 10;
+  private static final int QUANTITY = 11;
+  private static final int TIMESTAMP_MILLIS = 12;
+  private static final int PRICE = 13;
+  private static final int WIDTH = 14;
+
+  private static final JsonFactory JSON =
+      JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
+
+  @Override
+  public Row call(byte[] value) {
+    Object[] row = new Object[WIDTH];
+    if (value == null) {
+      row[SHAPE] = MALFORMED;
+      return RowFactory.create(row);
+    }
+    try (JsonParser parser = JSON.createParser(value)) {
+      JsonToken first = parser.nextToken();
+      if (first == JsonToken.START_OBJECT) {
+        readObject(parser, row);
+        row[SHAPE] = OBJECT;
+      } else if (first != null) {
+        parser.skipChildren();
+        row[SHAPE] = NOT_AN_OBJECT;
+      }
+      if (first == null || parser.nextToken() != null) { // empty, or something after the value
+        return malformed(row);
+      }
+      return RowFactory.create(row);
+    } catch (Exception e) { // Jackson's parse errors; a bad record must not fail the batch
+      return malformed(row);
+    }
+  }
+
+  private static Row malformed(Object[] row) {
+    Arrays.fill(row, null);
+    row[SHAPE] = MALFORMED;
+    return RowFactory.create(row);
+  }
+
+  /** Reads the top-level object after its START_OBJECT, keeping the fields a sale has. */
+  private static void readObject(JsonParser parser, Object[] row) throws java.io.IOException {
+    while (parser.nextToken() == JsonToken.FIELD_NAME) {
+      int field = indexOf(parser.currentName());
+      JsonToken token = parser.nextToken();
+      if (field < 0) {
+        parser.skipChildren(); // still parsed, so malformed content is still caught
+        continue;
+      }
+      row[TYPES + field] = typeOf(token);
+      switch (token) {
+        case START_OBJECT, START_ARRAY -> parser.skipChildren();
+        case VALUE_STRING -> keepString(field, parser.getText(), row);
+        case VALUE_NUMBER_INT -> keepInteger(field, parser, row);
+        case VALUE_NUMBER_FLOAT -> keepFloat(field, parser, row);
+        default -> { }
+      }
+    }
+  }
+
+  private static int indexOf(String name) {
+    for (int i = 0; i < FIELDS.length; i++) {
+      if (FIELDS[i].equals(name)) return i;
+    }
+    return -1;
+  }
+
+  private static String typeOf(JsonToken token) {
+    return switch (token) {
+      case VALUE_STRING -> STRING;
+      case VALUE_NUMBER_INT -> INTEGER;
+      case VALUE_NUMBER_FLOAT -> FLOAT;
+      case VALUE_TRUE, VALUE_FALSE -> BOOLEAN;
+      case VALUE_NULL -> NULL;
+      case START_OBJECT -> OBJECT_TYPE;
+      case START_ARRAY -> ARRAY;
+      default -> throw new IllegalStateException("unexpected JSON token " + token);
+    };
+  }
+
+  private static void keepString(int field, String text, Object[] row) {
+    switch (FIELDS[field]) {
+      case "event_id" -> row[EVENT_ID] = text;
+      case "user_id" -> row[USER_ID] = text;
+      case "product_id" -> row[PRODUCT_ID] = text;
+      case "timestamp" -> row[TIMESTAMP_TEXT] = text;
+      default -> { } // a string quantity or price: its type says enough
+    }
+  }
+
+  private static void keepFloat(int field, JsonParser parser, Object[] row)
+      throws java.io.IOException {
+    if (FIELDS[field].equals("price")) row[PRICE] = parser.getDoubleValue();
+    // a float quantity or timestamp: its type says enough
+  }
+
+  private static void keepInteger(int field, JsonParser parser, Object[] row)
+      throws java.io.IOException {
+    boolean fits = switch (parser.getNumberType()) {
+      case INT, LONG -> true;
+      default -> false; // BIG_INTEGER: the value stays null
+    };
+    switch (FIELDS[field]) {
+      case "quantity" -> row[QUANTITY] = fits ? parser.getLongValue() : null;
+      case "timestamp" -> row[TIMESTAMP_MILLIS] = fits ? parser.getLongValue() : null;
+      case "price" -> row[PRICE] = parser.getDoubleValue();
+      default -> { } // an integer id: its type says enough
+    }
+  }
+}

@@ -1,0 +1,28 @@
+"""Which jars a session gets, and what it says when one is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spark_app.errors import MissingJarError
+from spark_app.session import PARSER_JAR, spark_jars
+
+
+def _jars(folder: Path, *names: str) -> Path:
+    (folder / "spark-jars").mkdir(parents=True)
+    for name in names:
+        (folder / "spark-jars" / name).touch()
+    return folder
+
+
+def test_a_missing_record_parser_jar_says_run_setup(tmp_path: Path) -> None:
+    deps = _jars(tmp_path, "spark-sql-kafka-0-10_2.13-4.2.0.jar")
+    with pytest.raises(MissingJarError, match=rf"{PARSER_JAR} .*run scripts/setup"):
+        spark_jars(deps)
+
+
+def test_the_parser_jar_goes_to_spark_with_the_kafka_connector(tmp_path: Path) -> None:
+    deps = _jars(tmp_path, "spark-sql-kafka-0-10_2.13-4.2.0.jar", PARSER_JAR)
+    assert [p.name for p in spark_jars(deps)] == [PARSER_JAR, "spark-sql-kafka-0-10_2.13-4.2.0.jar"]
