@@ -220,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     from spark_app.training import run_training
     from spark_app.training.als import build_als, fit_als, resolve_blocks
     from spark_app.training.pipeline import scoring_chunks
-    from spark_app.training.prepare import aggregate_pairs, attach_indices, update_id_map
+    from spark_app.training.prepare import (
+        aggregate_indexed_pairs,
+        attach_indices,
+        update_id_map,
+    )
     from spark_app.training.recommend import recommend_for_users, user_vectors
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-training-"))
@@ -258,13 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         n_events = timed("generate", events.count, timings)
 
         # Bare fit: the same prepared pairs, ALS alone (warm-up fit on a sample first).
-        pairs_raw = aggregate_pairs(events)
-        users = update_id_map(spark, pairs_raw, workdir / "bare" / "users", USER_ID, USER_IDX)
+        users = update_id_map(spark, events, workdir / "bare" / "users", USER_ID, USER_IDX)
         products = update_id_map(
-            spark, pairs_raw, workdir / "bare" / "products", PRODUCT_ID, PRODUCT_IDX
+            spark, events, workdir / "bare" / "products", PRODUCT_ID, PRODUCT_IDX
         )
-        pairs = attach_indices(pairs_raw, users, products).select(USER_IDX, PRODUCT_IDX, "rating")
-        pairs = pairs.cache()
+        indexed = attach_indices(events, users, products)
+        pairs = aggregate_indexed_pairs(indexed).select(USER_IDX, PRODUCT_IDX, "rating").cache()
         n_pairs = pairs.count()
         als = build_als(
             rank=args.rank,

@@ -25,7 +25,6 @@ from spark_app.schema import (
     PRODUCT_IDX,
     PURCHASES,
     RANK,
-    RATING,
     SCORE,
     USER_ID,
     USER_IDX,
@@ -56,8 +55,7 @@ from spark_app.training.graph import (
     vertex_table,
 )
 from spark_app.training.prepare import (
-    LAST_EVENT_TIME,
-    aggregate_pairs,
+    aggregate_indexed_pairs,
     attach_indices,
     update_id_map,
 )
@@ -161,24 +159,23 @@ def run_training(
     warming.shutdown(wait=False)
     try:
         with _stage("prepare", timings):
-            raw_pairs = keep(aggregate_pairs(events))
-            # The two maps are independent: their small jobs run side by side.
+            # Integer ids first (see prepare.py): the maps from the events' ids, the two
+            # independent maps' small jobs side by side; the aggregation by integer pair is
+            # lazy, run and cached once with the split's flag below.
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="id-map") as pool:
                 users_done = pool.submit(
-                    update_id_map, spark, raw_pairs, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
+                    update_id_map, spark, events, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
                 )
                 products_done = pool.submit(
                     update_id_map,
                     spark,
-                    raw_pairs,
+                    events,
                     state / ID_MAP_DIR / "products",
                     PRODUCT_ID,
                     PRODUCT_IDX,
                 )
                 user_map, product_map = users_done.result(), products_done.result()
-            indexed = attach_indices(raw_pairs, user_map, product_map).select(
-                USER_IDX, PRODUCT_IDX, RATING, PURCHASES, LAST_EVENT_TIME
-            )
+            indexed = aggregate_indexed_pairs(attach_indices(events, user_map, product_map))
 
         with _stage("split", timings):
             # One cached table holds both sides; one job counts everything the manifest needs.

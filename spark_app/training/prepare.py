@@ -1,5 +1,11 @@
 """Prepare: events -> one row per (user, product) with stable integer ALS ids.
 
+Integer ids first: the id maps are updated from the events' ids (their distinct ids reduce
+map-side to one row per user or product), every event gets its two indices (`attach_indices`,
+the maps are small enough to broadcast), and only then are the events aggregated, by the
+integer pair (`aggregate_indexed_pairs`). Aggregating by the two string ids first shuffled and
+cached the strings of every pair, and then joined every pair to both maps.
+
 The integer ids live in a persisted mapping (Parquet, one per kind: users, products) so that an
 id seen in an earlier run keeps its index; new ids get max+1, max+2, ... The mapping is written
 as a new version folder and switched by replacing a small pointer file, so a reader (or a crash)
@@ -54,10 +60,13 @@ def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
         raise MissingColumnError(f"{where} needs columns {missing}; the DataFrame has {df.columns}")
 
 
-def aggregate_pairs(events: DataFrame) -> DataFrame:
-    """Events -> (user_id, product_id, rating = sum(quantity), purchases = count, last time)."""
-    require_columns(events, (USER_ID, PRODUCT_ID, QUANTITY, EVENT_TIME), "aggregate_pairs")
-    return events.groupBy(USER_ID, PRODUCT_ID).agg(
+def aggregate_indexed_pairs(events: DataFrame) -> DataFrame:
+    """Events carrying user_idx and product_idx (attach_indices) -> one row per integer pair:
+    (user_idx, product_idx, rating = sum(quantity), purchases = count, last_event_time)."""
+    require_columns(
+        events, (USER_IDX, PRODUCT_IDX, QUANTITY, EVENT_TIME), "aggregate_indexed_pairs"
+    )
+    return events.groupBy(USER_IDX, PRODUCT_IDX).agg(
         F.sum(QUANTITY).cast("double").alias(RATING),
         F.count(F.lit(1)).alias(PURCHASES),
         F.max(EVENT_TIME).alias(LAST_EVENT_TIME),
@@ -167,9 +176,10 @@ def update_id_map(
     return load_id_map(spark, map_dir, id_col, idx_col)
 
 
-def attach_indices(pairs: DataFrame, user_map: DataFrame, product_map: DataFrame) -> DataFrame:
-    """Add user_idx and product_idx to (user_id, product_id, ...) pairs; every id must be mapped."""
-    require_columns(pairs, (USER_ID, PRODUCT_ID), "attach_indices")
-    return pairs.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
+def attach_indices(rows: DataFrame, user_map: DataFrame, product_map: DataFrame) -> DataFrame:
+    """Add user_idx and product_idx to rows with user_id and product_id (events); every id must
+    be mapped (update_id_map on the same rows), or its rows are dropped."""
+    require_columns(rows, (USER_ID, PRODUCT_ID), "attach_indices")
+    return rows.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
         product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_ID
     )

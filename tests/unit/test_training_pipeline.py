@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_app.config import AppConfig, load_config
-from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
+from spark_app.schema import EVENT_TIME, PRODUCT_ID, PRODUCT_IDX, QUANTITY, USER_ID, USER_IDX
 from spark_app.training import TrainingOutcome, run_training
 from spark_app.training import export as export_module
 from spark_app.training import pipeline as pipeline_module
@@ -24,7 +25,7 @@ from spark_app.training.export import (
     point_latest,
 )
 from spark_app.training.pipeline import warm_python_workers
-from spark_app.training.prepare import aggregate_pairs
+from spark_app.training.prepare import aggregate_indexed_pairs
 from spark_app.training.split import split_pairs
 from tests.training_data import events_df, planted_events, uniform_events
 
@@ -112,9 +113,19 @@ def test_no_user_is_recommended_what_they_bought(spark, planted) -> None:
     assert edges.join(bought, ["src", "dst"]).count() == 0
 
 
-def test_manifest_records_offsets_engine_and_timings(planted) -> None:
-    import json
+def test_manifest_counts_every_pair_user_and_product_of_the_events(planted) -> None:
+    # Every event is mapped and aggregated by integer pair: nothing dropped, nothing split.
+    results, _, rows = planted
+    manifest = json.loads((results / "latest" / "manifest.json").read_text())
+    counted = {key: manifest["events"][key] for key in ("pairs", "users", "products")}
+    assert counted == {
+        "pairs": len({(row[1], row[2]) for row in rows}),
+        "users": len({row[1] for row in rows}),
+        "products": len({row[2] for row in rows}),
+    }
 
+
+def test_manifest_records_offsets_engine_and_timings(planted) -> None:
     results, _, _ = planted
     manifest = json.loads((results / "latest" / "manifest.json").read_text())
     summary = (
@@ -131,12 +142,13 @@ def test_manifest_records_offsets_engine_and_timings(planted) -> None:
 
 def _indexed_pairs(events: DataFrame) -> DataFrame:
     """Pairs with ALS ids read off the synthetic ids (`u<n>`, `p<n>`): no id map needed."""
-    return aggregate_pairs(events).select(
+    indexed = events.select(
         F.expr("int(substring(user_id, 2))").alias(USER_IDX),
         F.expr("int(substring(product_id, 2))").alias(PRODUCT_IDX),
-        "rating",
-        "purchases",
+        QUANTITY,
+        EVENT_TIME,
     )
+    return aggregate_indexed_pairs(indexed).select(USER_IDX, PRODUCT_IDX, "rating", "purchases")
 
 
 def test_uniform_purchases_do_not_let_the_model_claim_a_real_gain(spark) -> None:

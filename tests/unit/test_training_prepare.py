@@ -5,11 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark_app.errors import MissingColumnError
 from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, RATING, USER_ID, USER_IDX
-from spark_app.training.prepare import aggregate_pairs, update_id_map
+from spark_app.training.prepare import (
+    aggregate_indexed_pairs,
+    attach_indices,
+    update_id_map,
+)
 from spark_app.training.split import (
     HELD_PRODUCTS,
     TRAIN_PRODUCTS,
@@ -30,7 +37,21 @@ def _event(i: int, user: str, product: str, quantity: int, when: datetime) -> tu
     return (f"e{i}", user, product, quantity, when, None, "sales", 0, i)
 
 
-def test_pairs_sum_quantity_and_count_purchases(spark) -> None:
+PAIRS_SCHEMA = (
+    "user_idx int, product_idx int, rating double, purchases long, last_event_time timestamp"
+)
+
+
+def _prepare(spark: SparkSession, events: DataFrame, state: Path) -> DataFrame:
+    """What the pipeline's prepare stage does: id maps from the events, then integer pairs."""
+    users = update_id_map(spark, events, state / "users", USER_ID, USER_IDX)
+    products = update_id_map(spark, events, state / "products", PRODUCT_ID, PRODUCT_IDX)
+    return aggregate_indexed_pairs(attach_indices(events, users, products))
+
+
+def test_pairs_sum_quantity_and_count_purchases_by_integer_pair(spark, tmp_path: Path) -> None:
+    # Aggregated by (user_idx, product_idx) after mapping: the same pairs as aggregating by
+    # the string ids, then mapping them (a -> 0, b -> 1; x -> 0, y -> 1).
     events = events_df(
         spark,
         [
@@ -41,13 +62,33 @@ def test_pairs_sum_quantity_and_count_purchases(spark) -> None:
         ],
     )
     expected = spark.createDataFrame(
-        [("a", "x", 5.0, 2, T2), ("a", "y", 1.0, 1, T1), ("b", "x", 4.0, 1, T1)],
-        "user_id string, product_id string, rating double, purchases long, "
-        "last_event_time timestamp",
+        [(0, 0, 5.0, 2, T2), (0, 1, 1.0, 1, T1), (1, 0, 4.0, 1, T1)], PAIRS_SCHEMA
     )
     assert_df_equality(
-        aggregate_pairs(events), expected, ignore_row_order=True, ignore_nullable=True
+        _prepare(spark, events, tmp_path), expected, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_later_run_pairs_keep_the_indices_of_earlier_runs(spark, tmp_path: Path) -> None:
+    # Run 1 numbers users a -> 0, c -> 1 and product y -> 0; run 2 adds b -> 2 and x -> 1.
+    _prepare(spark, events_df(spark, [_event(1, "c", "y", 1, T0), _event(2, "a", "y", 1, T0)]),
+             tmp_path)  # fmt: skip
+    run2 = events_df(
+        spark,
+        [_event(3, "b", "x", 2, T1), _event(4, "a", "y", 3, T2), _event(5, "a", "x", 1, T1)],
+    )
+    expected = spark.createDataFrame(
+        [(2, 1, 2.0, 1, T1), (0, 0, 3.0, 1, T2), (0, 1, 1.0, 1, T1)], PAIRS_SCHEMA
+    )
+    assert_df_equality(
+        _prepare(spark, run2, tmp_path), expected, ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def test_aggregating_events_without_indices_names_the_missing_columns(spark) -> None:
+    events = events_df(spark, [_event(1, "a", "x", 1, T0)])
+    with pytest.raises(MissingColumnError, match="aggregate_indexed_pairs needs columns"):
+        aggregate_indexed_pairs(events)
 
 
 def test_id_map_keeps_old_indices_and_numbers_new_ids_after_max(spark, tmp_path: Path) -> None:
