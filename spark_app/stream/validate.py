@@ -7,8 +7,8 @@ Each record's JSON is read once, by the project's Spark SQL function `SaleFields
 jvm/udf/: a streaming parse with the Jackson library Spark ships). It returns each field's JSON
 type beside its value, so a quantity sent as the string "3" is told apart from the integer 3,
 and a JSON null from a missing field. The checks that name a reason are the Spark column
-expressions below. (Building a Spark VARIANT and extracting each field from it did the same at
-about five times the cost per record; see benchmarks/RESULTS.md.)
+expressions below. (Building a Spark VARIANT and extracting each field from it did the same;
+`classify` took 3.3x as long that way; see benchmarks/RESULTS.md.)
 """
 
 from __future__ import annotations
