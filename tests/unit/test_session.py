@@ -26,3 +26,9 @@ def test_a_missing_record_parser_jar_says_run_setup(tmp_path: Path) -> None:
 def test_the_parser_jar_goes_to_spark_with_the_kafka_connector(tmp_path: Path) -> None:
     deps = _jars(tmp_path, "spark-sql-kafka-0-10_2.13-4.2.0.jar", PARSER_JAR)
     assert [p.name for p in spark_jars(deps)] == [PARSER_JAR, "spark-sql-kafka-0-10_2.13-4.2.0.jar"]
+
+
+def test_the_session_runs_the_collector_spark_defaults_asks_for(spark) -> None:
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+    names = {bean.getName() for bean in beans.getGarbageCollectorMXBeans()}
+    assert names == {"PS Scavenge", "PS MarkSweep"}

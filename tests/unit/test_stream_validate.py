@@ -61,7 +61,8 @@ CASES: list[tuple[str, str | None]] = [
 ]
 
 # Edge cases of the JSON parse itself: (raw value, expected reason or None for valid)
-PARSE_CASES: list[tuple[str, str | None]] = [
+PARSE_CASES: list[tuple[str | None, str | None]] = [
+    (None, Reason.MALFORMED_JSON),  # a Kafka record without a value
     ("\n" + with_(), None),  # whitespace before the object is still JSON
     (with_() + " ", None),
     (with_() + " x", Reason.MALFORMED_JSON),  # anything after the object
@@ -75,7 +76,7 @@ PARSE_CASES: list[tuple[str, str | None]] = [
 ]
 
 
-def kafka_records(spark, cases: list[tuple[str, str | None]]):
+def kafka_records(spark, cases: list[tuple[str | None, str | None]]):
     """The cases' raw values as Kafka source rows, the offset being the case's position."""
     rows = [(value, "sales", 0, offset, KAFKA_TIME) for offset, (value, _) in enumerate(cases)]
     return spark.createDataFrame(

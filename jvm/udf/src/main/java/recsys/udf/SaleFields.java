@@ -71,9 +71,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
   @Override
   public Row call(byte[] value) {
     Object[] row = new Object[WIDTH];
-    if (value == null) {
-      row[SHAPE] = MALFORMED;
-      return RowFactory.create(row);
+    if (value == null) { // a Kafka record without a value
+      return malformed(row);
     }
     try (JsonParser parser = JSON.createParser(value)) {
       JsonToken first = parser.nextToken();
