@@ -63,7 +63,8 @@ def produce(spark: SparkSession, bootstrap: str, topic: str, events: int, partit
 
 
 def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
-                 per_trigger: int) -> tuple[float, float, int]:
+                 per_trigger: int, consumer_options: dict[str, str] | None = None,
+                 ) -> tuple[float, float, int]:
     """(wall seconds, sum of batch durations in seconds, events stored); state under `work`."""
     settings = BatchSettings(
         max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
@@ -75,7 +76,8 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
     stream = kafka_stream(spark, bootstrap_servers=bootstrap, topic=topic,
                           starting_offsets="earliest", max_offsets_per_trigger=per_trigger,
                           fail_on_data_loss=True,
-                          consumer_options=load_config().kafka.consumer_options)
+                          consumer_options=(load_config().kafka.consumer_options
+                                            if consumer_options is None else consumer_options))
     started = time.perf_counter()
     query = run_query(stream, processor, checkpoint=work / "checkpoint",
                       trigger_interval_seconds=0, available_now=True, stop=StopFlag())
@@ -87,13 +89,15 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
     return wall, busy, processor.ledger.total_valid
 
 
-def plain_loop(bootstrap: str, topic: str, events: int) -> float:
-    """Seconds for a kafka-python consumer to read and json-decode every message."""
+def plain_loop(bootstrap: str, topic: str, events: int, fetch_max_wait_ms: int = 500) -> float:
+    """Seconds for a kafka-python consumer to read and json-decode every message (with the
+    job's fetch.max.wait.ms, so that neither waits longer at the end of the topic)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, group_id=None,
-                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024)
+                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
+                             fetch_max_wait_ms=fetch_max_wait_ms)
     seen = 0
     started = time.perf_counter()
     while seen < events:
@@ -117,8 +121,14 @@ def main() -> int:
     parser.add_argument("--bootstrap-servers", help="use this broker instead of starting one")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Spark setting for the session (repeatable)")
+    parser.add_argument("--consumer-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of conf/defaults.yaml kafka.consumer_options "
+                             "(repeatable)")
     parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
+    consumer_options = load_config(
+        overrides=[f"kafka.consumer_options.{kv}" for kv in args.consumer_option]
+    ).kafka.consumer_options
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # selector "blocking" chatter
     logging.getLogger("spark_app").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -147,11 +157,12 @@ def main() -> int:
             warmup = None
             if args.warmup_events:
                 warm_wall, _, _ = spark_ingest(spark, bootstrap, warmup_topic, work / "warmup",
-                                               args.per_trigger)
+                                               args.per_trigger, consumer_options)
                 warmup = (warm_wall, args.warmup_events / warm_wall)
             wall, busy, stored = spark_ingest(spark, bootstrap, topic, work / "measured",
-                                              args.per_trigger)
-            loop = plain_loop(bootstrap, topic, args.events)
+                                              args.per_trigger, consumer_options)
+            loop = plain_loop(bootstrap, topic, args.events,
+                              int(consumer_options.get("fetch.max.wait.ms", 500)))
         finally:
             spark.stop()
             if broker is not None:

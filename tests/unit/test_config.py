@@ -12,6 +12,11 @@ def test_defaults_pass_kafka_consumer_options_as_strings() -> None:
     assert load_config().kafka.consumer_options["max.poll.records"] == "20000"
 
 
+def test_defaults_keep_a_fetch_at_the_end_of_a_partition_from_waiting() -> None:
+    # Kafka's default (500 ms) stalled every micro-batch that read up to the end of the topic.
+    assert int(load_config().kafka.consumer_options["fetch.max.wait.ms"]) <= 50
+
+
 def test_a_dotted_consumer_option_can_be_overridden_from_the_command_line() -> None:
     cfg = load_config(overrides=["kafka.consumer_options.max.poll.records=500"])
     assert cfg.kafka.consumer_options["max.poll.records"] == "500"
