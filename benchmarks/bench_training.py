@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from infra.java import use_preferred_java
     from spark_app.config import load_config
-    from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
+    from spark_app.schema import PRODUCT_IDX, USER_IDX
     from spark_app.session import create_session
     from spark_app.training import run_training
     from spark_app.training.als import build_als, fit_als, resolve_blocks
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from spark_app.training.prepare import (
         aggregate_indexed_pairs,
         attach_indices,
-        update_id_map,
+        update_id_maps,
     )
     from spark_app.training.recommend import recommend_for_users, user_vectors
 
@@ -262,10 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         n_events = timed("generate", events.count, timings)
 
         # Bare fit: the same prepared pairs, ALS alone (warm-up fit on a sample first).
-        users = update_id_map(spark, events, workdir / "bare" / "users", USER_ID, USER_IDX)
-        products = update_id_map(
-            spark, events, workdir / "bare" / "products", PRODUCT_ID, PRODUCT_IDX
-        )
+        users, products = update_id_maps(spark, events, workdir / "bare")
         indexed = attach_indices(events, users, products)
         pairs = aggregate_indexed_pairs(indexed).select(USER_IDX, PRODUCT_IDX, "rating").cache()
         n_pairs = pairs.count()

@@ -57,7 +57,7 @@ from spark_app.training.graph import (
 from spark_app.training.prepare import (
     aggregate_indexed_pairs,
     attach_indices,
-    update_id_map,
+    update_id_maps,
 )
 from spark_app.training.recommend import (
     QUANTITY_TOTAL,
@@ -162,19 +162,7 @@ def run_training(
             # Integer ids first (see prepare.py): the maps from the events' ids, the two
             # independent maps' small jobs side by side; the aggregation by integer pair is
             # lazy, run and cached once with the split's flag below.
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="id-map") as pool:
-                users_done = pool.submit(
-                    update_id_map, spark, events, state / ID_MAP_DIR / "users", USER_ID, USER_IDX
-                )
-                products_done = pool.submit(
-                    update_id_map,
-                    spark,
-                    events,
-                    state / ID_MAP_DIR / "products",
-                    PRODUCT_ID,
-                    PRODUCT_IDX,
-                )
-                user_map, product_map = users_done.result(), products_done.result()
+            user_map, product_map = update_id_maps(spark, events, state / ID_MAP_DIR)
             indexed = aggregate_indexed_pairs(attach_indices(events, user_map, product_map))
 
         with _stage("split", timings):

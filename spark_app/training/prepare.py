@@ -19,6 +19,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
@@ -174,6 +175,19 @@ def update_id_map(
         new.unpersist()
     log.info("id map %s: %d new ids from index %d", map_dir.name, new_count, start)
     return load_id_map(spark, map_dir, id_col, idx_col)
+
+
+def update_id_maps(
+    spark: SparkSession, events: DataFrame, maps_dir: Path
+) -> tuple[DataFrame, DataFrame]:
+    """update_id_map for users and products of `events` (under maps_dir/users and
+    maps_dir/products): the two independent maps' small jobs run side by side."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="id-map") as pool:
+        users = pool.submit(update_id_map, spark, events, maps_dir / "users", USER_ID, USER_IDX)
+        products = pool.submit(
+            update_id_map, spark, events, maps_dir / "products", PRODUCT_ID, PRODUCT_IDX
+        )
+        return users.result(), products.result()
 
 
 def attach_indices(rows: DataFrame, user_map: DataFrame, product_map: DataFrame) -> DataFrame:

@@ -16,6 +16,7 @@ from spark_app.training.prepare import (
     aggregate_indexed_pairs,
     attach_indices,
     update_id_map,
+    update_id_maps,
 )
 from spark_app.training.split import (
     HELD_PRODUCTS,
@@ -44,8 +45,7 @@ PAIRS_SCHEMA = (
 
 def _prepare(spark: SparkSession, events: DataFrame, state: Path) -> DataFrame:
     """What the pipeline's prepare stage does: id maps from the events, then integer pairs."""
-    users = update_id_map(spark, events, state / "users", USER_ID, USER_IDX)
-    products = update_id_map(spark, events, state / "products", PRODUCT_ID, PRODUCT_IDX)
+    users, products = update_id_maps(spark, events, state)
     return aggregate_indexed_pairs(attach_indices(events, users, products))
 
 
