@@ -41,7 +41,7 @@ from spark_app.stream.threshold import (
     threshold_cuts,
     training_range,
 )
-from spark_app.stream.validate import classify, quarantined, valid_events
+from spark_app.stream.validate import Classifier, quarantined, valid_events
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class BatchProcessor:
         self._clock = clock
         self._lock = threading.Lock()
         self.ledger = load_ledger(settings.state_dir)
+        self._classifier: Classifier | None = None  # built at the first batch, then reused
 
     # --- the foreachBatch handler ---------------------------------------------------------------
     def process(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -169,13 +170,14 @@ class BatchProcessor:
 
     def _persist(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
         s = self.settings
-        classified = classify(
-            batch_df,
-            max_message_bytes=s.max_message_bytes,
-            max_quantity=s.max_quantity,
-            max_future_seconds=s.max_future_seconds,
-            min_timestamp=s.min_timestamp,
-        )
+        if self._classifier is None:
+            self._classifier = Classifier(
+                max_message_bytes=s.max_message_bytes,
+                max_quantity=s.max_quantity,
+                max_future_seconds=s.max_future_seconds,
+                min_timestamp=s.min_timestamp,
+            )
+        classified = self._classifier(batch_df)
         # Cached once for the count and the two writes; the raw value only where it is needed.
         classified = classified.select(
             *[c for c in classified.columns if c != "value"],

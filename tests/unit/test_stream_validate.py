@@ -7,11 +7,18 @@ from datetime import UTC, datetime
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from spark_app import schema as S
 from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
-from spark_app.stream.validate import classify, parser_schema, quarantined, valid_events
+from spark_app.stream.validate import (
+    Classifier,
+    classify,
+    parser_schema,
+    quarantined,
+    valid_events,
+)
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 LIMITS = dict(
@@ -102,6 +109,22 @@ def test_parse_edge_cases_get_their_reason(spark):
     actual = classify(kafka_records(spark, PARSE_CASES), **LIMITS).select(S.KAFKA_OFFSET, S.REASON)
     expected = spark.createDataFrame(
         [(offset, reason) for offset, (_, reason) in enumerate(PARSE_CASES)],
+        f"{S.KAFKA_OFFSET} long, {S.REASON} string",
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_one_classifier_serves_every_batch(spark):
+    """The streaming job builds the expressions once: batch after batch, each gets its own."""
+    classifier = Classifier(**LIMITS)
+    first = classifier(kafka_records(spark, CASES))
+    second = classifier(kafka_records(spark, PARSE_CASES))
+    actual = first.select(S.KAFKA_OFFSET, S.REASON).unionByName(
+        second.select((F.col(S.KAFKA_OFFSET) + 1000).alias(S.KAFKA_OFFSET), S.REASON)
+    )
+    expected = spark.createDataFrame(
+        [(offset, reason) for offset, (_, reason) in enumerate(CASES)]
+        + [(1000 + offset, reason) for offset, (_, reason) in enumerate(PARSE_CASES)],
         f"{S.KAFKA_OFFSET} long, {S.REASON} string",
     )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
