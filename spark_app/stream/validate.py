@@ -82,11 +82,18 @@ def _is_number(name: str) -> Column:
 
 
 def _event_time() -> Column:
-    """`timestamp` as a Spark timestamp: ISO-8601 text, or epoch milliseconds as an integer."""
+    """`timestamp` as a Spark timestamp: ISO-8601 text, or epoch milliseconds as an integer.
+
+    Text with a full date, time and offset (`2026-11-27T09:00:00.123Z`, `...+01:00`) comes
+    parsed by the parser (`timestamp_micros`, equal to Spark's cast); any other text that
+    starts with a date goes through Spark's cast.
+    """
     text = _p("timestamp_text")
     millis = _p("timestamp_millis")
+    micros = _p("timestamp_micros")
     return (
         F.when(millis.between(*_MILLIS_RANGE), F.timestamp_millis(millis))
+        .when(micros.isNotNull(), F.timestamp_micros(micros))
         .when((_type(S.TIMESTAMP) == _STRING) & text.rlike(_ISO_PREFIX), text.try_cast("timestamp"))
         .otherwise(F.lit(None).cast("timestamp"))
     )

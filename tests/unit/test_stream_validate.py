@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 
 import pytest
@@ -13,10 +14,12 @@ from spark_app import schema as S
 from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
 from spark_app.stream.validate import (
+    SALE_FIELDS_FUNCTION,
     Classifier,
     classify,
     parser_schema,
     quarantined,
+    register_sale_fields,
     valid_events,
 )
 
@@ -175,3 +178,52 @@ def test_input_without_kafka_columns_is_a_named_error(spark):
 def test_a_parser_class_that_is_not_loaded_is_a_named_error(spark):
     with pytest.raises(MissingJarError, match="scripts/setup"):
         parser_schema(spark, "recsys.udf.NoSuchParser")
+
+
+def generated_timestamps(n: int, seed: int) -> list[str]:
+    """Timestamp texts in and around the parser's own ISO-8601 form: impossible dates, hours
+    24 and seconds 60, 0-8 fraction digits, every offset form, no offset, a space for 'T'."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        year = rng.choice([rng.randint(0, 9999), rng.randint(1999, 2031), 2000, 2024, 1900])
+        month, day = rng.randint(0, 13), rng.randint(0, 32)
+        hour, minute, second = rng.randint(0, 24), rng.randint(0, 60), rng.randint(0, 60)
+        digits = "".join(rng.choices("0123456789", k=rng.randint(0, 8)))
+        fraction = rng.choice(["", "." + digits])
+        sign, hours, minutes = rng.choice("+-"), rng.randint(0, 19), rng.choice([0, 30, 45, 59, 60])
+        zone = rng.choice(
+            ["Z", f"{sign}{hours:02d}:{minutes:02d}", f"{sign}{hours:02d}:00",
+             "z", "", f"{sign}{hours:02d}{minutes:02d}", " UTC"]
+        )
+        sep = "T" if rng.random() < 0.9 else " "
+        texts.append(
+            f"{year:04d}-{month:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}:{second:02d}"
+            f"{fraction}{zone}"
+        )
+    return texts
+
+
+def test_the_parsers_own_timestamps_equal_sparks_cast(spark):
+    """Where the parser reads a timestamp text itself, the instant is Spark's cast of it, in
+    any session time zone; and it does read its forms (~20% of these texts), so the check
+    checks something."""
+    texts = generated_timestamps(20_000, seed=11)
+    register_sale_fields(spark)
+    rows = spark.createDataFrame([(json.dumps({"timestamp": t}),) for t in texts], "value string")
+    parsed = rows.select(
+        F.call_function(SALE_FIELDS_FUNCTION, F.col("value").cast("binary")).alias("p")
+    ).select(
+        F.col("p.timestamp_text").alias("text"),
+        F.timestamp_micros("p.timestamp_micros").alias("own"),
+        F.col("p.timestamp_text").try_cast("timestamp").alias("spark"),
+    )
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Kathmandu")  # +05:45, not UTC
+    try:
+        own = parsed.where(F.col("own").isNotNull())
+        differ = own.where(~F.col("own").eqNullSafe(F.col("spark"))).limit(5).collect()
+        read = own.count()
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
+    assert (differ, read > len(texts) // 10) == ([], True)

@@ -4,6 +4,9 @@ import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.StreamReadFeature;
+import java.time.LocalDate;
+import java.time.Month;
+import java.time.Year;
 import java.util.Arrays;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
@@ -31,7 +34,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
           + "event_id_type STRING, user_id_type STRING, product_id_type STRING, "
           + "quantity_type STRING, timestamp_type STRING, price_type STRING, "
           + "event_id STRING, user_id STRING, product_id STRING, timestamp_text STRING, "
-          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE";
+          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT";
 
   /** Values of the {@code json} field: the shape of the whole record. */
   public static final String OBJECT = "object";
@@ -63,7 +66,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
   private static final int QUANTITY = 11;
   private static final int TIMESTAMP_MILLIS = 12;
   private static final int PRICE = 13;
-  private static final int WIDTH = 14;
+  private static final int TIMESTAMP_MICROS = 14;
+  private static final int WIDTH = 15;
 
   private static final JsonFactory JSON =
       JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
@@ -143,7 +147,10 @@ public final class SaleFields implements UDF1<byte[], Row> {
       case "event_id" -> row[EVENT_ID] = text;
       case "user_id" -> row[USER_ID] = text;
       case "product_id" -> row[PRODUCT_ID] = text;
-      case "timestamp" -> row[TIMESTAMP_TEXT] = text;
+      case "timestamp" -> {
+        row[TIMESTAMP_TEXT] = text;
+        row[TIMESTAMP_MICROS] = isoInstantMicros(text);
+      }
       default -> { } // a string quantity or price: its type says enough
     }
   }
@@ -166,5 +173,72 @@ public final class SaleFields implements UDF1<byte[], Row> {
       case "price" -> row[PRICE] = parser.getDoubleValue();
       default -> { } // an integer id: its type says enough
     }
+  }
+
+  /**
+   * The instant of a timestamp written exactly as {@code YYYY-MM-DDTHH:MM:SS[.f{1,6}]} followed
+   * by {@code Z} or {@code +HH:MM} / {@code -HH:MM}, in microseconds since the epoch; null for
+   * any other text, which validate.py then gives to Spark's own cast. For every text this
+   * accepts, the result equals Spark's {@code CAST(text AS TIMESTAMP)}: a full date and time
+   * with an explicit offset, no session time zone involved (tests/unit/test_stream_validate.py
+   * compares the two on many generated texts). It only saves Spark's general parse and the
+   * regular expression before it: the validation of 1M records took 1.09 s with them and 0.78 s
+   * without (benchmarks/RESULTS.md).
+   */
+  static Long isoInstantMicros(String text) {
+    int n = text.length();
+    if (n < 20 || n > 32) return null;
+    int year = digits(text, 0, 4);
+    int month = digits(text, 5, 2);
+    int day = digits(text, 8, 2);
+    int hour = digits(text, 11, 2);
+    int minute = digits(text, 14, 2);
+    int second = digits(text, 17, 2);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23
+        || minute < 0 || minute > 59 || second < 0 || second > 59 || text.charAt(4) != '-' || text.charAt(7) != '-'
+        || text.charAt(10) != 'T' || text.charAt(13) != ':' || text.charAt(16) != ':'
+        || day > Month.of(month).length(Year.isLeap(year))) {
+      return null; // (digits() returns -1 for a non-digit, which fails the checks above)
+    }
+    int at = 19;
+    long fraction = 0;
+    if (text.charAt(at) == '.') {
+      int start = ++at;
+      while (at < n && at - start < 7 && text.charAt(at) >= '0' && text.charAt(at) <= '9') {
+        fraction = fraction * 10 + (text.charAt(at) - '0');
+        at++;
+      }
+      int width = at - start;
+      if (width < 1 || width > 6) return null;
+      for (int i = width; i < 6; i++) fraction *= 10;
+    }
+    long offsetSeconds;
+    if (at == n - 1 && text.charAt(at) == 'Z') {
+      offsetSeconds = 0;
+    } else if (at == n - 6 && (text.charAt(at) == '+' || text.charAt(at) == '-')
+        && text.charAt(at + 3) == ':') {
+      int hours = digits(text, at + 1, 2);
+      int minutes = digits(text, at + 4, 2);
+      if (hours < 0 || minutes < 0 || minutes > 59 || hours * 60 + minutes > 18 * 60) {
+        return null;
+      }
+      offsetSeconds = (text.charAt(at) == '-' ? -1L : 1L) * (hours * 3600L + minutes * 60L);
+    } else {
+      return null;
+    }
+    long epochDay = LocalDate.of(year, month, day).toEpochDay();
+    long seconds = epochDay * 86_400L + hour * 3600L + minute * 60L + second - offsetSeconds;
+    return seconds * 1_000_000L + fraction;
+  }
+
+  /** The number written by text[start, start + count) in ASCII digits, or -1. */
+  private static int digits(String text, int start, int count) {
+    int value = 0;
+    for (int i = start; i < start + count; i++) {
+      char c = text.charAt(i);
+      if (c < '0' || c > '9') return -1;
+      value = value * 10 + (c - '0');
+    }
+    return value;
   }
 }
