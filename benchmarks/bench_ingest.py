@@ -121,8 +121,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--per-trigger", type=int, default=500_000,
-                        help="maxOffsetsPerTrigger of the streaming read")
+    parser.add_argument("--per-trigger", type=int, default=None,
+                        help="maxOffsetsPerTrigger of the streaming read (default: the job's, "
+                             "conf/defaults.yaml kafka.max_offsets_per_trigger)")
     parser.add_argument("--warmup-events", type=int, default=None,
                         help="events of the warm-up query on its own topic (0: none; "
                              "default: two micro-batches, 2 x --per-trigger)")
@@ -134,8 +135,10 @@ def main() -> int:
                              "(repeatable)")
     parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
+    if args.per_trigger is None:
+        args.per_trigger = load_config().kafka.max_offsets_per_trigger
     if args.warmup_events is None:
-        args.warmup_events = WARMUP_BATCHES * args.per_trigger
+        args.warmup_events = WARMUP_BATCHES * (args.per_trigger or args.events)
     consumer_options = load_config(
         overrides=[f"kafka.consumer_options.{kv}" for kv in args.consumer_option]
     ).kafka.consumer_options
