@@ -165,9 +165,7 @@ class BatchProcessor:
             started = time.monotonic()
             counts = self._persist(batch_df, batch_id)
             ledger = self._count(self.ledger, counts, batch_id)
-            saving = time.monotonic()
             save_ledger(self.settings.state_dir, ledger)
-            log.debug("batch %d: ledger saved in %.2f s", batch_id, time.monotonic() - saving)
             self.ledger = ledger
             log.info(
                 "batch %d: %d valid, %d quarantined in %.2f s; %d events until the next run",
