@@ -70,7 +70,7 @@ def produce(spark: SparkSession, bootstrap: str, topic: str, events: int, partit
 
 
 def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
-                 per_trigger: int, consumer_options: dict[str, str] | None = None,
+                 per_trigger: int, consumer_options: dict[str, str],
                  ) -> tuple[float, float, int]:
     """(wall seconds, sum of batch durations in seconds, events stored); state under `work`."""
     settings = BatchSettings(
@@ -83,8 +83,7 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
     stream = kafka_stream(spark, bootstrap_servers=bootstrap, topic=topic,
                           starting_offsets="earliest", max_offsets_per_trigger=per_trigger,
                           fail_on_data_loss=True,
-                          consumer_options=(load_config().kafka.consumer_options
-                                            if consumer_options is None else consumer_options))
+                          consumer_options=consumer_options)
     started = time.perf_counter()
     query = run_query(stream, processor, checkpoint=work / "checkpoint",
                       trigger_interval_seconds=0, available_now=True, stop=StopFlag())
@@ -135,13 +134,14 @@ def main() -> int:
                              "(repeatable)")
     parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
+    kafka = load_config(
+        overrides=[f"kafka.consumer_options.{kv}" for kv in args.consumer_option]
+    ).kafka
+    consumer_options = kafka.consumer_options
     if args.per_trigger is None:
-        args.per_trigger = load_config().kafka.max_offsets_per_trigger
+        args.per_trigger = kafka.max_offsets_per_trigger
     if args.warmup_events is None:
         args.warmup_events = WARMUP_BATCHES * (args.per_trigger or args.events)
-    consumer_options = load_config(
-        overrides=[f"kafka.consumer_options.{kv}" for kv in args.consumer_option]
-    ).kafka.consumer_options
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # selector "blocking" chatter
     logging.getLogger("spark_app").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
