@@ -9,7 +9,8 @@ of the whole topic in one Spark session, each step best of --repeat after one wa
   2. the same plus `classify` (JSON parse and every check), noop sink;
   3. the same plus writing the valid events to Parquet in the same pass: the floor of any
      design that validates and stores (it has no count, no `seq`, no quarantine);
-  4. the job's batch handler (BatchProcessor.process: cache, count, numbered write, ledger).
+  4. the job's batch handler (BatchProcessor.process: one pass writes valid and bad records
+     with their split positions and counts them; then renames and the ledger).
 Prints seconds and events/s of each, so that the bound on the whole job can be read off.
 """
 
@@ -123,7 +124,7 @@ def measure(spark: SparkSession, bootstrap: str, topic: str, options: dict[str, 
         ("+ valid events to Parquet, one pass (floor: no count, seq)",
          lambda: valid_events(classify(source(options), **LIMITS))
          .write.mode("overwrite").parquet(str(work / "floor"))),
-        ("the job's batch handler (cache, count, seq, write, ledger)", handler),
+        ("the job's batch handler (one pass: all rows, split counts; ledger)", handler),
     ]
     results = []
     for name, step in steps:

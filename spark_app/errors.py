@@ -25,3 +25,7 @@ class MissingJarError(RecsysError):
 
 class RunNotFoundError(RecsysError):
     """A results run that was asked for does not exist or is incomplete."""
+
+
+class StoreFormatError(RecsysError):
+    """The event store on disk was written in a layout this version does not read."""

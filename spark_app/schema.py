@@ -46,6 +46,9 @@ EVENT_TIME = "event_time"  # parsed `timestamp`, a Spark timestamp (UTC)
 BATCH_ID = "batch_id"  # micro-batch that persisted the row (idempotency key)
 SEQ = "seq"  # position of a valid event in commit order: 0, 1, 2, ... (defines training sets)
 INPUT_SPLIT = "_input_split"  # scratch, never stored: the Spark partition a batch row was read in
+SPLIT_POSITION = "split_position"  # stored: a valid event's position among its split's valid ones
+SEQ_BASE = "seq_base"  # stored (folder name): `seq` of the split's first valid event
+STATUS = "_status"  # scratch folder name while a batch is staged: valid or quarantined
 REASON = "reason"  # why a record was quarantined
 QUARANTINED_AT = "quarantined_at"
 

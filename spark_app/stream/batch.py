@@ -2,8 +2,9 @@
 
 `BatchProcessor.process(batch_df, batch_id)` is what `foreachBatch` calls; a test can call it
 with a static DataFrame and a literal batch id. Exactly once comes from three rules:
-  1. a batch's events and quarantine are written to folders named by its batch id, with
-     mode overwrite, so a replay rewrites the same rows;
+  1. a batch's events and quarantine are written to folders named by its batch id, staged
+     then published by renames that replace an earlier attempt's, so a replay rewrites the
+     same rows with the same `seq` (spark_app/stream/store.py);
   2. the ledger (counters) is replaced atomically *after* the data, and a batch id at or
      below the ledger's `last_batch_id` is skipped;
   3. a training run is recorded in the ledger as pending *before* it starts, and a pending
@@ -20,20 +21,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, Observation, SparkSession
 
 from spark_app import schema as S
 from spark_app.stream.ledger import Ledger, TrainingRecord, load_ledger, save_ledger
 from spark_app.stream.store import (
     SplitCount,
+    check_store_layout,
+    publish_batch,
     read_events,
-    sequence_bases,
     split_bases,
-    splits_are_ordered_ranges,
-    with_sequence,
-    with_sequence_in_place,
-    write_batch,
+    split_counts,
+    split_metrics,
+    stage_batch,
+    staged_rows,
 )
 from spark_app.stream.threshold import (
     events_until_next_run,
@@ -41,7 +42,7 @@ from spark_app.stream.threshold import (
     threshold_cuts,
     training_range,
 )
-from spark_app.stream.validate import Classifier, quarantined, valid_events
+from spark_app.stream.validate import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -68,59 +69,25 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class BatchCounts:
-    splits: list[SplitCount]  # valid events per Spark partition of the batch
+    splits: list[SplitCount]  # the batch's input splits that held records
     quarantined: int
-    offsets: dict[str, list[int]]  # partition -> [first, last] offset seen in the batch
-
-    @property
-    def valid_per_partition(self) -> dict[int, int]:
-        per_partition: dict[int, int] = {}
-        for s in self.splits:
-            per_partition[s.kafka_partition] = per_partition.get(s.kafka_partition, 0) + s.valid
-        return per_partition
 
     @property
     def valid(self) -> int:
         return sum(s.valid for s in self.splits)
 
-
-def count_batch(classified: DataFrame) -> BatchCounts:
-    """Valid events per input split and Kafka partition, quarantined total and offset range:
-    one small job. `classified` carries S.INPUT_SPLIT."""
-    rows = (
-        classified.groupBy(
-            S.INPUT_SPLIT, S.KAFKA_PARTITION, F.col(S.REASON).isNull().alias("valid")
-        )
-        .agg(
-            F.count(F.lit(1)).alias("n"),
-            F.min(S.KAFKA_OFFSET).alias("first"),
-            F.max(S.KAFKA_OFFSET).alias("last"),
-        )
-        .collect()  # at most 2 rows per Spark partition of the batch
-    )
-    splits = [
-        SplitCount(r[S.INPUT_SPLIT], r[S.KAFKA_PARTITION], r["first"], r["last"], r["n"])
-        for r in rows
-        if r["valid"]
-    ]
-    offsets: dict[str, list[int]] = {}
-    for r in rows:
-        span = offsets.setdefault(str(r[S.KAFKA_PARTITION]), [r["first"], r["last"]])
-        span[0], span[1] = min(span[0], r["first"]), max(span[1], r["last"])
-    return BatchCounts(splits, sum(r["n"] for r in rows if not r["valid"]), offsets)
-
-
-def numbered_valid_events(classified: DataFrame, base: int, counts: BatchCounts) -> DataFrame:
-    """The batch's valid events with `seq` from `base`, by Kafka partition, then offset.
-
-    As Spark's Kafka source lays a batch out, each split is numbered where it is; any other
-    layout (a static DataFrame in a test) takes a window, which shuffles.
-    """
-    if splits_are_ordered_ranges(counts.splits):
-        valid = valid_events(classified, keep=(S.INPUT_SPLIT,))
-        return with_sequence_in_place(valid, split_bases(base, counts.splits))
-    bases = sequence_bases(base, counts.valid_per_partition)
-    return with_sequence(valid_events(classified), bases)
+    @property
+    def offsets(self) -> dict[str, list[int]]:
+        """Kafka partition -> [first, last] offset seen in the batch. A split that mixes
+        partitions (never one of Spark's Kafka source) does not say which offsets are whose;
+        it is left out."""
+        offsets: dict[str, list[int]] = {}
+        for s in self.splits:
+            if s.first_partition != s.last_partition:
+                continue
+            span = offsets.setdefault(str(s.first_partition), [s.first_offset, s.last_offset])
+            span[0], span[1] = min(span[0], s.first_offset), max(span[1], s.last_offset)
+        return offsets
 
 
 def merge_offsets(
@@ -146,6 +113,7 @@ class BatchProcessor:
         self._trainer = trainer
         self._clock = clock
         self._lock = threading.Lock()
+        check_store_layout(settings.events_dir)
         self.ledger = load_ledger(settings.state_dir)
         # The checks' expressions, built once at start (0.1-0.3 s of calls into the JVM) and
         # applied to every batch; building them needs the active SparkSession.
@@ -176,29 +144,21 @@ class BatchProcessor:
             self._run_due_trainings(batch_df.sparkSession)
 
     def _persist(self, batch_df: DataFrame, batch_id: int) -> BatchCounts:
+        """Validate and stage the batch in one pass, then number and publish its splits."""
         s = self.settings
-        planned = time.monotonic()
-        classified = self._classifier(batch_df)
-        # Cached once for the count and the two writes; the raw value only where it is needed.
-        classified = classified.select(
-            *[c for c in classified.columns if c != "value"],
-            F.when(F.col(S.REASON).isNotNull(), F.col("value")).alias("value"),
-            F.spark_partition_id().alias(S.INPUT_SPLIT),
-        ).persist()
-        try:
-            started = time.monotonic()
-            counts = count_batch(classified)
-            counted = time.monotonic()
-            if counts.valid:
-                numbered = numbered_valid_events(classified, self.ledger.total_valid, counts)
-                write_batch(numbered, s.events_dir, batch_id)
-            if counts.quarantined:
-                write_batch(quarantined(classified), s.quarantine_dir, batch_id)
-            log.debug("batch %d: plan %.2f s, read+validate+count %.2f s, store %.2f s",
-                      batch_id, started - planned, counted - started, time.monotonic() - counted)
-            return counts
-        finally:
-            classified.unpersist()
+        splits = batch_df.rdd.getNumPartitions()  # plans the read, reads nothing
+        observation = Observation(f"batch-{batch_id}")
+        rows = staged_rows(self._classifier(batch_df)).observe(observation,
+                                                               *split_metrics(splits))
+        started = time.monotonic()
+        stage_batch(rows, s.events_dir, batch_id)
+        staged = time.monotonic()
+        counted, quarantined = split_counts(observation.get, splits)
+        publish_batch(s.events_dir, s.quarantine_dir, batch_id,
+                      split_bases(self.ledger.total_valid, counted))
+        log.debug("batch %d: stage %.2f s, publish %.2f s",
+                  batch_id, staged - started, time.monotonic() - staged)
+        return BatchCounts(counted, quarantined)
 
     def _count(self, ledger: Ledger, counts: BatchCounts, batch_id: int) -> Ledger:
         total = ledger.total_valid + counts.valid

@@ -1,128 +1,217 @@
-"""The event store: validated events as Parquet, one folder per micro-batch.
+"""The event store: validated events as Parquet, one folder per micro-batch, written in one pass.
 
-`events/batch_id=<N>/` is written with mode overwrite, so a batch replayed after a crash
-replaces its own folder and nothing else: no event is lost or stored twice. Each event carries
-`seq`, its position in the order of commits, which defines every training set exactly: within
-a batch, events are numbered by Kafka partition, then offset.
+Layout under the store's root (`paths.state`/events):
+
+    batch_id=<N>/seq_base=<B>/part-*.parquet   one folder per input split with valid events
+    _staging/batch_id=<N>/                     a batch being written (Spark ignores `_` names)
+
+Each event has `seq`, its position in the order of commits, which defines every training set
+exactly. `seq` is not a column of the files: it is `seq_base + split_position`, computed when
+the store is read. That lets a batch be validated and written in a single pass over its
+records, with nothing cached and nothing counted first:
+  1. one Spark job writes every record of the batch, valid or bad, to the batch's staging
+     folder, partitioned by status and input split; each valid record carries its position
+     among the valid records of its split, and the same pass counts them (`Observation`);
+  2. the driver then numbers the splits (`split_bases`) and publishes them with renames: each
+     split's folder becomes `batch_id=<N>/seq_base=<B>`, the bad records move to the
+     quarantine's `batch_id=<N>/`.
+Within a batch, events are numbered split after split (by Kafka partition, then first offset),
+in the order the source delivers them; Spark's Kafka source gives each split one partition's
+offset range in offset order, so a Kafka batch is numbered by partition, then offset. A batch
+replayed after a crash gets the same splits, hence the same numbers, and its publication
+replaces whatever an earlier attempt left: no event is lost or stored twice.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_app import schema as S
+from spark_app.errors import StoreFormatError
 
-STORE_SCHEMA = StructType(
-    [*S.EVENT_SCHEMA.fields, StructField(S.SEQ, LongType(), nullable=False)]
+log = logging.getLogger(__name__)
+
+# As read back: the file columns of a valid event, then the two folder names.
+STORED_SCHEMA = StructType(
+    [
+        *S.EVENT_SCHEMA.fields,
+        StructField(S.SPLIT_POSITION, LongType()),
+        StructField(S.BATCH_ID, LongType()),
+        StructField(S.SEQ_BASE, LongType()),
+    ]
 )
-# As read back: the folder name adds the batch id.
-STORED_SCHEMA = StructType([*STORE_SCHEMA.fields, StructField(S.BATCH_ID, LongType())])
+STAGING = "_staging"
+# Distinct in every row by construction: no Parquet dictionary (see `stage_batch`).
+UNIQUE_COLUMNS = (S.EVENT_ID, S.KAFKA_OFFSET, S.SPLIT_POSITION)
+VALID, QUARANTINED = "valid", "quarantined"
 # monotonically_increasing_id() puts the Spark partition index above bit 33.
 _PARTITION_SHIFT = 33
 
 
 @dataclass(frozen=True)
 class SplitCount:
-    """Valid events of one Spark partition (input split) of a batch."""
+    """One Spark partition (input split) of a batch: its records' Kafka partitions and
+    offsets (valid or not), and how many of them are valid."""
 
     split: int
-    kafka_partition: int
+    first_partition: int
+    last_partition: int
     first_offset: int
     last_offset: int
     valid: int
 
 
-def splits_are_ordered_ranges(splits: list[SplitCount]) -> bool:
-    """True when every split holds one Kafka partition's contiguous offset range, without overlap
-    with another split: how Spark's Kafka source lays a micro-batch out. Then each split's rows
-    can be numbered where they are, without a shuffle."""
-    by_partition: dict[int, list[tuple[int, int]]] = {}
-    seen: set[int] = set()
-    for s in splits:
-        if s.split in seen:  # one split holding two Kafka partitions
-            return False
-        seen.add(s.split)
-        by_partition.setdefault(s.kafka_partition, []).append((s.first_offset, s.last_offset))
-    for ranges in by_partition.values():
-        ranges.sort()
-        if any(prev[1] >= nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False)):
-            return False
-    return True
+def check_store_layout(root: Path) -> None:
+    """Raise StoreFormatError if `root` holds batches in the layout of versions before
+    `seq_base` folders (Parquet files right under `batch_id=<N>/`, `seq` a column)."""
+    for batch in root.glob(f"{S.BATCH_ID}=*"):
+        if any(batch.glob("*.parquet")):
+            raise StoreFormatError(
+                f"the event store {root} was written by an older version of the job ({batch} "
+                f"holds Parquet files; batches now hold {S.SEQ_BASE}=<B>/ folders). Stop the "
+                "job and move its state folder (paths.state, which holds this store) aside: "
+                "the job then starts a new store, reading the topic from "
+                "kafka.starting_offsets"
+            )
 
 
-def split_bases(base: int, splits: list[SplitCount]) -> dict[int, int]:
-    """First `seq` of each split's valid events: splits by Kafka partition and offset, from base."""
-    bases: dict[int, int] = {}
-    for s in sorted(splits, key=lambda s: (s.kafka_partition, s.first_offset)):
-        bases[s.split] = base
-        base += s.valid
-    return bases
+def staged_rows(classified: DataFrame) -> DataFrame:
+    """Every record of a classified batch as it is staged: the event's fields, the raw value
+    and reason of a bad one, the position of a valid one among its split's valid ones, and
+    the two folder columns (status, input split).
 
-
-def sequence_bases(base: int, valid_per_partition: Mapping[int, int]) -> dict[int, int]:
-    """First `seq` of each Kafka partition's events in a batch: partitions in order, from base."""
-    bases: dict[int, int] = {}
-    for partition in sorted(valid_per_partition):
-        bases[partition] = base
-        base += valid_per_partition[partition]
-    return bases
-
-
-def with_sequence_in_place(valid: DataFrame, bases: Mapping[int, int]) -> DataFrame:
-    """Number valid rows where they are: base of their split + position in the split by offset.
-
-    `valid` must carry S.INPUT_SPLIT and still be partitioned as it was read (no shuffle since),
-    and its splits must satisfy `splits_are_ordered_ranges`. No shuffle, a local sort only.
+    The position comes from a per-task counter that advances only on the rows `when` selects,
+    so it must be computed where the rows were read: no shuffle before this.
     """
-    base_of = F.create_map(*[F.lit(x) for pair in sorted(bases.items()) for x in pair])
+    valid = F.col(S.REASON).isNull()
     position = F.monotonically_increasing_id() - (
         F.spark_partition_id().cast("long") * F.lit(1 << _PARTITION_SHIFT)
     )
-    return (
-        valid.sortWithinPartitions(S.KAFKA_OFFSET)
-        .withColumn(S.SEQ, (base_of[F.col(S.INPUT_SPLIT)] + position).cast("long"))
-        .drop(S.INPUT_SPLIT)
+    return classified.select(
+        *[F.col(field.name).cast(field.dataType) for field in S.EVENT_SCHEMA.fields],
+        F.when(valid, position).alias(S.SPLIT_POSITION),
+        F.when(~valid, F.col("value")).alias(S.RAW_VALUE),
+        F.col(S.REASON),
+        F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED)).alias(S.STATUS),
+        F.spark_partition_id().alias(S.INPUT_SPLIT),
     )
 
 
-def with_sequence(valid: DataFrame, bases: Mapping[int, int]) -> DataFrame:
-    """Number the batch's valid events: by Kafka partition, then offset, from each base.
+def split_metrics(splits: int) -> list[Column]:
+    """Aggregates (for `DataFrame.observe`) that describe each of a batch's `splits` input
+    splits, read back by `split_counts`."""
+    split, partition, offset = F.col(S.INPUT_SPLIT), F.col(S.KAFKA_PARTITION), F.col(S.KAFKA_OFFSET)
+    metrics = [F.count_if(F.col(S.STATUS) == QUARANTINED).alias("quarantined")]
+    for k in range(splits):
+        here = split == k
+        metrics += [
+            F.count_if(here & (F.col(S.STATUS) == VALID)).alias(f"valid_{k}"),
+            F.min(F.when(here, partition)).alias(f"first_partition_{k}"),
+            F.max(F.when(here, partition)).alias(f"last_partition_{k}"),
+            F.min(F.when(here, offset)).alias(f"first_offset_{k}"),
+            F.max(F.when(here, offset)).alias(f"last_offset_{k}"),
+        ]
+    return metrics
 
-    Works on any layout (a window per Kafka partition: a shuffle and a sort).
+
+def split_counts(metrics: Mapping[str, Any], splits: int) -> tuple[list[SplitCount], int]:
+    """(the splits that held records, quarantined records) from `split_metrics`' values."""
+    counts = [
+        SplitCount(k, metrics[f"first_partition_{k}"], metrics[f"last_partition_{k}"],
+                   metrics[f"first_offset_{k}"], metrics[f"last_offset_{k}"],
+                   metrics[f"valid_{k}"])
+        for k in range(splits)
+        if metrics[f"first_offset_{k}"] is not None
+    ]
+    return counts, metrics["quarantined"]
+
+
+def split_bases(base: int, splits: list[SplitCount]) -> dict[int, int]:
+    """`seq` of each split's first valid event: splits with valid events by Kafka partition,
+    then first offset (then split index), numbered on from `base`."""
+    bases: dict[int, int] = {}
+    for s in sorted(splits, key=lambda s: (s.first_partition, s.first_offset, s.split)):
+        if s.valid:
+            bases[s.split] = base
+            base += s.valid
+    return bases
+
+
+def batch_path(root: Path, batch_id: int) -> Path:
+    return root / f"{S.BATCH_ID}={batch_id}"
+
+
+def staging_path(root: Path, batch_id: int) -> Path:
+    return batch_path(root / STAGING, batch_id)
+
+
+def stage_batch(rows: DataFrame, root: Path, batch_id: int) -> None:
+    """Write (or rewrite, on replay) a batch's `staged_rows` to its staging folder.
+
+    Columns whose every value is distinct get no dictionary: Parquet would build one, find it
+    too large and write the column plain anyway (skipping that made the write ~10% faster,
+    at no cost on disk; benchmarks/RESULTS.md).
     """
-    if not bases:
-        return valid.withColumn(S.SEQ, F.lit(None).cast("long"))
-    base_of = F.create_map(*[F.lit(x) for pair in sorted(bases.items()) for x in pair])
-    in_partition = Window.partitionBy(S.KAFKA_PARTITION).orderBy(S.KAFKA_OFFSET)
-    return valid.withColumn(
-        S.SEQ,
-        (base_of[F.col(S.KAFKA_PARTITION)] + F.row_number().over(in_partition) - 1).cast("long"),
-    )
+    writer = rows.write.mode("overwrite")
+    for column in UNIQUE_COLUMNS:
+        writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
+    writer.partitionBy(S.STATUS, S.INPUT_SPLIT).parquet(str(staging_path(root, batch_id)))
 
 
-def batch_path(root: Path, batch_id: int) -> str:
-    return str(root / f"{S.BATCH_ID}={batch_id}")
+def publish_batch(root: Path, quarantine_root: Path, batch_id: int,
+                  bases: Mapping[int, int]) -> None:
+    """Move a staged batch into the store and the quarantine, replacing an earlier attempt's.
+
+    Renames only: each valid split's folder becomes `seq_base=<B>` of the batch's folder,
+    which then takes the place of the old one; the bad records' files gather in a hidden
+    folder of the quarantine that then takes its place (a copy if it is on another disk).
+    A crash in between leaves the batch uncommitted in the ledger; its replay publishes again.
+    """
+    staged = staging_path(root, batch_id)
+    ready = staged / "publish"
+    ready.mkdir()
+    for split, base in bases.items():
+        (staged / f"{S.STATUS}={VALID}" / f"{S.INPUT_SPLIT}={split}").rename(
+            ready / f"{S.SEQ_BASE}={base}")
+    bad = sorted((staged / f"{S.STATUS}={QUARANTINED}").glob(f"{S.INPUT_SPLIT}=*/*"))
+    if bad:
+        gathered = quarantine_root / f".{S.BATCH_ID}={batch_id}.incoming"
+        shutil.rmtree(gathered, ignore_errors=True)
+        gathered.mkdir(parents=True)
+        for file in bad:
+            shutil.move(file, gathered / file.name)
+        _replace_folder(gathered, batch_path(quarantine_root, batch_id))
+    if bases:
+        _replace_folder(ready, batch_path(root, batch_id))
+    shutil.rmtree(staged)
 
 
-def write_batch(df: DataFrame, root: Path, batch_id: int) -> None:
-    """Write (or rewrite, on replay) the folder of one micro-batch."""
-    df.write.mode("overwrite").parquet(batch_path(root, batch_id))
+def _replace_folder(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    source.rename(target)
 
 
 def read_events(
     spark: SparkSession, root: Path, *, first_seq: int, end_seq: int, through_batch: int
 ) -> DataFrame:
-    """Stored events with `first_seq <= seq < end_seq` from batches up to `through_batch`."""
+    """Stored events with `first_seq <= seq < end_seq` from batches up to `through_batch`:
+    the event's fields, `seq` and `batch_id`."""
+    seq = F.col(S.SEQ_BASE) + F.col(S.SPLIT_POSITION)
     return (
         spark.read.schema(STORED_SCHEMA)
         .option("basePath", str(root))
         .parquet(str(root))
-        .where(F.col(S.BATCH_ID) <= through_batch)
+        .where((F.col(S.BATCH_ID) <= through_batch) & (F.col(S.SEQ_BASE) < end_seq))
+        .select(*S.EVENT_SCHEMA.fieldNames(), seq.alias(S.SEQ), S.BATCH_ID)
         .where((F.col(S.SEQ) >= first_seq) & (F.col(S.SEQ) < end_seq))
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pyarrow.parquet as pq
 import pytest
-from pyspark.sql import functions as F
 
 from spark_app import schema as S
+from spark_app.errors import StoreFormatError
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.ledger import load_ledger
-from spark_app.stream.store import SplitCount, read_events, splits_are_ordered_ranges
+from spark_app.stream.store import SplitCount, read_events, split_bases
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
@@ -72,6 +73,35 @@ def test_replayed_batch_is_not_counted_or_stored_twice(spark, tmp_path):
             stored.count()) == (12, 12, 12)
 
 
+def test_batch_replayed_after_publishing_replaces_its_first_attempt(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 10, bad_every=5), 0)
+    (s.state_dir / "ledger.json").unlink()  # killed after publishing, before the ledger
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 10, bad_every=5), 0)
+    stored = read_events(spark, s.events_dir, first_seq=0, end_seq=10**9, through_batch=0)
+    assert (stored.count(), spark.read.parquet(str(s.quarantine_dir)).count()) == (8, 2)
+
+
+def test_a_store_in_the_old_layout_is_refused_with_the_fix(tmp_path):
+    s = settings(tmp_path)
+    (s.events_dir / "batch_id=0").mkdir(parents=True)
+    (s.events_dir / "batch_id=0" / "part-00000.parquet").touch()
+    with pytest.raises(StoreFormatError, match=r"move its state folder \(paths.state"):
+        BatchProcessor(s, Recorder())
+
+
+def test_stored_files_hold_micros_and_no_dictionary_for_unique_columns(spark, tmp_path):
+    s = settings(tmp_path, threshold=100)
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 10), 0)
+    stored = next(s.events_dir.glob("batch_id=0/seq_base=*/*.parquet"))
+    group = pq.ParquetFile(stored).metadata.row_group(0)
+    by_name = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert (
+        str(pq.read_schema(stored).field(S.EVENT_TIME).type),
+        [by_name[c].has_dictionary_page for c in (S.EVENT_ID, S.KAFKA_OFFSET, S.KAFKA_TOPIC)],
+    ) == ("timestamp[us, tz=UTC]", [False, False, True])
+
+
 def test_sequence_numbers_are_dense_and_unique(spark, tmp_path):
     s = settings(tmp_path, threshold=100)
     processor = BatchProcessor(s, Recorder())
@@ -84,19 +114,19 @@ def test_sequence_numbers_are_dense_and_unique(spark, tmp_path):
 
 def kafka_like_batch(spark, partitions: dict[int, range], bad_offsets: set[int]):
     """A batch laid out as Spark's Kafka source lays it out: one Spark partition per Kafka
-    partition, offsets ascending; the Kafka partitions in descending order."""
-    rows = []
+    partition, offsets ascending; the Kafka partitions in the dict's order."""
+    slices = []
     for partition, offsets in partitions.items():
+        rows = []
         for offset in offsets:
             event = {"user_id": f"u{offset % 7}", "product_id": "p1", "quantity": 1,
                      "timestamp": "2026-11-27T09:00:00Z"}
             value = "not json" if offset in bad_offsets else json.dumps(event)
             rows.append((value, "sales", partition, offset, KAFKA_TIME))
-    df = spark.createDataFrame(
-        rows, "value string, topic string, partition int, offset long, timestamp timestamp"
-    )
-    return df.repartitionByRange(len(partitions), F.col("partition").desc()).sortWithinPartitions(
-        "offset"
+        slices.append(rows)
+    rdd = spark.sparkContext.parallelize(slices, len(slices)).flatMap(lambda rows: rows)
+    return spark.createDataFrame(
+        rdd, "value string, topic string, partition int, offset long, timestamp timestamp"
     )
 
 
@@ -117,17 +147,18 @@ def test_kafka_like_batches_are_numbered_by_partition_then_offset(spark, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("splits", "in_place"),
+    ("splits", "bases"),
     [
-        ([SplitCount(0, 3, 10, 19, 9), SplitCount(1, 1, 0, 9, 10)], True),
-        ([SplitCount(0, 1, 10, 19, 9), SplitCount(1, 1, 0, 9, 10)], True),  # minPartitions
-        ([SplitCount(0, 1, 0, 10, 9), SplitCount(1, 1, 10, 19, 10)], False),  # overlap
-        ([SplitCount(0, 1, 0, 9, 9), SplitCount(0, 2, 0, 9, 10)], False),  # mixed split
-        ([], True),
+        ([SplitCount(0, 3, 3, 10, 19, 9), SplitCount(1, 1, 1, 0, 9, 10)], {1: 100, 0: 110}),
+        # minPartitions: two splits of one Kafka partition, by first offset
+        ([SplitCount(0, 1, 1, 10, 19, 9), SplitCount(1, 1, 1, 0, 9, 10)], {1: 100, 0: 110}),
+        # a split of bad records only gets no base
+        ([SplitCount(0, 1, 1, 0, 9, 0), SplitCount(1, 2, 2, 0, 9, 4)], {1: 100}),
+        ([], {}),
     ],
 )
-def test_only_kafka_like_layouts_are_numbered_in_place(splits, in_place):
-    assert splits_are_ordered_ranges(splits) is in_place
+def test_splits_are_numbered_by_partition_then_first_offset(splits, bases):
+    assert split_bases(100, splits) == bases
 
 
 def test_bad_records_are_quarantined_and_counted(spark, tmp_path):
