@@ -146,6 +146,13 @@ def test_kafka_like_batches_are_numbered_by_partition_then_offset(spark, tmp_pat
     ]
 
 
+def test_the_ledger_keeps_each_partitions_offsets_bad_records_included(spark, tmp_path):
+    processor = BatchProcessor(settings(tmp_path, threshold=100), Recorder())
+    processor.process(kafka_like_batch(spark, {2: range(5, 9), 0: range(10, 13)}, {12}), 0)
+    processor.process(kafka_like_batch(spark, {0: range(13, 15)}, {14}), 1)
+    assert processor.ledger.offsets == {"0": [10, 14], "2": [5, 8]}
+
+
 @pytest.mark.parametrize(
     ("splits", "bases"),
     [
