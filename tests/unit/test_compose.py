@@ -95,6 +95,14 @@ def test_results_and_state_are_volumes(compose):
     assert {str(cfg.paths.results), str(cfg.paths.state)} == targets
 
 
+def test_the_workers_see_the_jobs_results_and_state_at_the_same_paths(compose):
+    services = compose["services"]
+    job = set(services["recsys-job"]["volumes"])
+    workers = [set(services[name].get("volumes", [])) for name in ("spark-worker-1",
+                                                                     "spark-worker-2")]
+    assert all(job <= mounts for mounts in workers)
+
+
 def test_the_parser_is_built_against_the_spark_that_pyspark_ships():
     import pyspark
 
