@@ -24,7 +24,9 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.kafka_local import LocalKafka
 from infra.wait import wait_until
+from spark_app.errors import StoreFormatError
 from spark_app.stream.ledger import load_ledger
+from spark_app.stream.store import check_store_layout
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent
@@ -111,9 +113,23 @@ def _render(options: DemoOptions) -> Path:
     return Path(lines[-1].strip())  # the CLI prints the path of index.html
 
 
+def set_aside_old_state(state: Path) -> Path | None:
+    """Move the demo's state aside if an older version wrote its event store (the job refuses
+    it); the job then starts afresh from the topic. Returns where it went, or None."""
+    try:
+        check_store_layout(state / "events")
+    except StoreFormatError:
+        moved = state.with_name(f"{state.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
+        state.rename(moved)
+        log.warning("the demo's state was written by an older version: moved to %s", moved)
+        return moved
+    return None
+
+
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the pipeline until two more runs are published; stop what was started."""
     options.logs.mkdir(parents=True, exist_ok=True)
+    set_aside_old_state(options.state)
     kafka = LocalKafka(home=options.kafka_home, brokers=1, base_port=options.kafka_port)
     started_kafka = not kafka.is_running()
     job = producer = None

@@ -75,15 +75,15 @@ class SplitCount:
 def check_store_layout(root: Path) -> None:
     """Raise StoreFormatError if `root` holds batches in the layout of versions before
     `seq_base` folders (Parquet files right under `batch_id=<N>/`, `seq` a column)."""
-    for batch in root.glob(f"{S.BATCH_ID}=*"):
-        if any(batch.glob("*.parquet")):
-            raise StoreFormatError(
-                f"the event store {root} was written by an older version of the job ({batch} "
-                f"holds Parquet files; batches now hold {S.SEQ_BASE}=<B>/ folders). Stop the "
-                "job and move its state folder (paths.state, which holds this store) aside: "
-                "the job then starts a new store, reading the topic from "
-                "kafka.starting_offsets"
-            )
+    batch = next(root.glob(f"{S.BATCH_ID}=*"), None)  # every batch has the same layout
+    if batch is not None and any(batch.glob("*.parquet")):
+        raise StoreFormatError(
+            f"the event store {root} was written by an older version of the job ({batch} "
+            f"holds Parquet files; batches now hold {S.SEQ_BASE}=<B>/ folders). Stop the "
+            "job and move its state folder (paths.state, which holds this store) aside: "
+            "the job then starts a new store, reading the topic from "
+            "kafka.starting_offsets"
+        )
 
 
 def staged_rows(classified: DataFrame) -> DataFrame:
