@@ -213,15 +213,18 @@ def publish_batch(root: Path, quarantine_root: Path, batch_id: int,
         for file in bad:
             shutil.move(file, gathered / file.name)
         _replace_folder(gathered, batch_path(quarantine_root, batch_id))
-    if bases:
-        _replace_folder(ready, batch_path(root, batch_id))
+    else:  # an earlier attempt may have judged differently: "in the future" is relative
+        _replace_folder(None, batch_path(quarantine_root, batch_id))
+    _replace_folder(ready if bases else None, batch_path(root, batch_id))
     shutil.rmtree(staged)
 
 
-def _replace_folder(source: Path, target: Path) -> None:
+def _replace_folder(source: Path | None, target: Path) -> None:
+    """Remove `target` if it exists, then rename `source` (if any) to it."""
     if target.exists():
         shutil.rmtree(target)
-    source.rename(target)
+    if source is not None:
+        source.rename(target)
 
 
 def read_events(

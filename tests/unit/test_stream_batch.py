@@ -82,6 +82,16 @@ def test_batch_replayed_after_publishing_replaces_its_first_attempt(spark, tmp_p
     assert (stored.count(), spark.read.parquet(str(s.quarantine_dir)).count()) == (8, 2)
 
 
+def test_a_replay_that_finds_no_bad_record_removes_the_first_attempts_quarantine(
+    spark, tmp_path
+):
+    s = settings(tmp_path, threshold=100)
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 10, bad_every=5), 0)
+    (s.state_dir / "ledger.json").unlink()  # killed before the ledger; the clock moved on
+    BatchProcessor(s, Recorder()).process(batch(spark, 0, 10), 0)
+    assert list(s.quarantine_dir.glob("batch_id=0")) == []
+
+
 def test_a_store_in_the_old_layout_is_refused_with_the_fix(tmp_path):
     s = settings(tmp_path)
     (s.events_dir / "batch_id=0").mkdir(parents=True)
