@@ -240,18 +240,3 @@ def classify(
         max_future_seconds=max_future_seconds,
         min_timestamp=min_timestamp,
     )(raw)
-
-
-def valid_events(classified: DataFrame, keep: tuple[str, ...] = ()) -> DataFrame:
-    """The valid rows of `classify`'s output, in the event store's schema (plus `keep`)."""
-    return classified.where(F.col(S.REASON).isNull()).select(
-        *[F.col(field.name).cast(field.dataType) for field in S.EVENT_SCHEMA.fields], *keep
-    )
-
-
-def quarantined(classified: DataFrame) -> DataFrame:
-    """The bad rows of `classify`'s output: raw value, reason and Kafka position."""
-    return classified.where(F.col(S.REASON).isNotNull()).select(
-        F.col("value").alias(S.RAW_VALUE),
-        *[F.col(field.name) for field in S.QUARANTINE_SCHEMA.fields[1:]],
-    )

@@ -13,14 +13,13 @@ from pyspark.sql import functions as F
 from spark_app import schema as S
 from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
+from spark_app.stream.store import QUARANTINED, VALID, staged_rows
 from spark_app.stream.validate import (
     SALE_FIELDS_FUNCTION,
     Classifier,
     classify,
     parser_schema,
-    quarantined,
     register_sale_fields,
-    valid_events,
 )
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
@@ -133,8 +132,14 @@ def test_one_classifier_serves_every_batch(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def stored_as(raw, status: str, schema):
+    """The rows the event store (status valid) or the quarantine gets, in `schema`'s columns."""
+    staged = staged_rows(classify(raw, **LIMITS))
+    return staged.where(F.col(S.STATUS) == status).select(*schema.fieldNames())
+
+
 def test_valid_events_are_typed_and_complete(spark, raw):
-    actual = valid_events(classify(raw, **LIMITS))
+    actual = stored_as(raw, VALID, S.EVENT_SCHEMA)
     t9 = datetime(2026, 11, 27, 9, 0, 0)
     expected = spark.createDataFrame(
         [
@@ -149,15 +154,15 @@ def test_valid_events_are_typed_and_complete(spark, raw):
 
 
 def test_quarantine_keeps_raw_value_reason_and_position(spark, raw):
-    bad = quarantined(classify(raw, **LIMITS)).where(f"{S.KAFKA_OFFSET} = 6")
+    bad = stored_as(raw, QUARANTINED, S.QUARANTINE_SCHEMA).where(f"{S.KAFKA_OFFSET} = 6")
     expected = spark.createDataFrame([("[1, 2, 3]", Reason.NOT_AN_OBJECT, "sales", 0, 6)],
                                      S.QUARANTINE_SCHEMA)
     assert_df_equality(bad, expected, ignore_nullable=True)
 
 
 def test_nothing_is_dropped(raw):
-    classified = classify(raw, **LIMITS)
-    counts = (valid_events(classified).count(), quarantined(classified).count())
+    counts = (stored_as(raw, VALID, S.EVENT_SCHEMA).count(),
+              stored_as(raw, QUARANTINED, S.QUARANTINE_SCHEMA).count())
     assert counts == (4, len(CASES) - 4)
 
 
