@@ -82,10 +82,9 @@ class BatchCounts:
         it is left out."""
         offsets: dict[str, list[int]] = {}
         for s in self.splits:
-            if s.first_partition != s.last_partition:
-                continue
-            span = offsets.setdefault(str(s.first_partition), [s.first_offset, s.last_offset])
-            span[0], span[1] = min(span[0], s.first_offset), max(span[1], s.last_offset)
+            if s.first_partition == s.last_partition:
+                offsets = merge_offsets(
+                    offsets, {str(s.first_partition): [s.first_offset, s.last_offset]})
         return offsets
 
 

@@ -25,12 +25,10 @@ replaces whatever an earlier attempt left: no event is lost or stored twice.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
@@ -39,8 +37,6 @@ from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_app import schema as S
 from spark_app.errors import StoreFormatError
-
-log = logging.getLogger(__name__)
 
 # As read back: the file columns of a valid event, then the two folder names.
 STORED_SCHEMA = StructType(
@@ -113,7 +109,7 @@ def staged_counts(root: Path, batch_id: int) -> tuple[list[SplitCount], int]:
     Parquet files' footers: row counts, and the min/max statistics of the Kafka partition and
     offset columns. Nothing is read from the rows themselves."""
     staged = staging_path(root, batch_id)
-    found: dict[int, dict[str, Any]] = {}
+    splits: dict[int, SplitCount] = {}
     quarantined = 0
     for status in (VALID, QUARANTINED):
         for file in sorted((staged / f"{S.STATUS}={status}").glob(f"{S.INPUT_SPLIT}=*/*.parquet")):
@@ -121,23 +117,25 @@ def staged_counts(root: Path, batch_id: int) -> tuple[list[SplitCount], int]:
             rows, partitions, offsets = _footer(file)
             if not rows:
                 continue
-            seen = found.setdefault(split, {"valid": 0, "partitions": [], "offsets": []})
-            seen["partitions"] += partitions
-            seen["offsets"] += offsets
-            if status == VALID:
-                seen["valid"] += rows
-            else:
-                quarantined += rows
-    counts = [
-        SplitCount(split, min(seen["partitions"]), max(seen["partitions"]),
-                   min(seen["offsets"]), max(seen["offsets"]), seen["valid"])
-        for split, seen in sorted(found.items())
-    ]
-    return counts, quarantined
+            valid = rows if status == VALID else 0
+            quarantined += rows - valid
+            found = SplitCount(split, min(partitions), max(partitions), min(offsets),
+                               max(offsets), valid)
+            known = splits.get(split)
+            splits[split] = found if known is None else _merged(known, found)
+    return [splits[k] for k in sorted(splits)], quarantined
+
+
+def _merged(a: SplitCount, b: SplitCount) -> SplitCount:
+    return SplitCount(a.split, min(a.first_partition, b.first_partition),
+                      max(a.last_partition, b.last_partition),
+                      min(a.first_offset, b.first_offset), max(a.last_offset, b.last_offset),
+                      a.valid + b.valid)
 
 
 def _footer(file: Path) -> tuple[int, list[int], list[int]]:
-    """(rows, [min, max] Kafka partition, [min, max] offset) of one Parquet file."""
+    """(rows, Kafka partitions, offsets) of one Parquet file: the min and max of each of
+    its row groups."""
     meta = pq.ParquetFile(file).metadata
     partitions: list[int] = []
     offsets: list[int] = []
