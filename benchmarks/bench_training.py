@@ -143,6 +143,31 @@ def blas_in_use(spark) -> dict[str, str]:
     return out
 
 
+def jvm_counters(spark) -> dict[str, int]:
+    """Cumulative JVM work outside the tasks: milliseconds of JIT compilation and of garbage
+    collection, classes loaded, and Spark's generated-code compilations (Janino)."""
+    jvm = spark.sparkContext._jvm
+    beans = jvm.java.lang.management.ManagementFactory
+    codegen = jvm.org.apache.spark.metrics.source.CodegenMetrics
+    return {
+        "jit_ms": int(beans.getCompilationMXBean().getTotalCompilationTime()),
+        "gc_ms": sum(int(b.getCollectionTime()) for b in beans.getGarbageCollectorMXBeans()),
+        "classes_loaded": int(beans.getClassLoadingMXBean().getTotalLoadedClassCount()),
+        "codegen_compilations": int(codegen.METRIC_COMPILATION_TIME().getCount()),
+    }
+
+
+def counters_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before[key] for key in after}
+
+
+def jvm_note(work: dict[str, int]) -> str:
+    return (
+        f"JIT {work['jit_ms'] / 1000:.1f} s, GC {work['gc_ms'] / 1000:.1f} s, "
+        f"{work['codegen_compilations']} generated classes compiled"
+    )
+
+
 class StageJobs(logging.Handler):
     """Counts the Spark jobs each training stage submits, from the pipeline's stage log lines
     ("training stage X: start" / "... done") and Spark's status tracker (jobs without a group)."""
@@ -309,7 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                 timings,
             )
 
+        counters = jvm_counters(spark)
         outcome = run_cycle("cycle_wall", workdir, 1)
+        figures["cycle_jvm"] = counters_since(counters, jvm_counters(spark))
         manifest = json.loads((outcome.path / "manifest.json").read_text())
         figures["cycle_stages"] = manifest["timings_seconds"]
         figures["cycle_jobs"] = stage_jobs.take()
@@ -323,12 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         # Warm cycles: the same work again in this JVM (fresh results and state folders).
         figures["warm_cycles"] = []
         for i in range(1, args.warm_cycles + 1):
+            counters = jvm_counters(spark)
             warm = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
+            jvm_work = counters_since(counters, jvm_counters(spark))
             warm_manifest = json.loads((warm.path / "manifest.json").read_text())
             figures["warm_cycles"].append(
                 {
                     "stages": warm_manifest["timings_seconds"],
                     "jobs": stage_jobs.take(),
+                    "jvm": jvm_work,
                     "same_metrics_as_first": warm.metrics == outcome.metrics,
                     "same_recommendations_as_first": same_files(
                         outcome.path, warm.path, ("edges.csv", "vertices.csv", "popular.csv")
@@ -413,12 +443,14 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(
         f"first cycle {cycle:.1f} s / bare fit {bare:.2f} s = "
-        f"{figures['ratio_first_cycle_to_bare_fit']}x (fresh JVM: the first run of a job)"
+        f"{figures['ratio_first_cycle_to_bare_fit']}x (fresh JVM: the first run of a job; "
+        f"{jvm_note(figures['cycle_jvm'])})"
     )
     for i, warm in enumerate(figures["warm_cycles"], start=1):
         print(
             f"warm cycle {i} {warm['stages']['total']:.1f} s / bare fit {bare:.2f} s = "
-            f"{figures[f'ratio_warm_cycle_{i}_to_bare_fit']}x (same JVM, same data, same work)"
+            f"{figures[f'ratio_warm_cycle_{i}_to_bare_fit']}x (same JVM, same data, same work; "
+            f"{jvm_note(warm['jvm'])})"
         )
     if args.json:
         args.json.write_text(text + "\n")

@@ -23,6 +23,8 @@ DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
 CONF_DIR = REPO_ROOT / "conf"
 KAFKA_CONNECTOR_PREFIX = "spark-sql-kafka-0-10"
 PARSER_JAR = "recsys-udf.jar"  # the project's own JVM code (jvm/udf/), built by scripts/setup
+CODEGEN_CACHE_KEY = "spark.sql.codegen.cache.maxEntries"  # static: set before the session starts
+CODEGEN_CACHE_ENTRIES = 1000
 
 
 def launched_by_spark_submit() -> bool:
@@ -68,6 +70,9 @@ def create_session(
     # 64-bit microseconds, Parquet's own timestamp type, rather than Spark's default of the
     # deprecated INT96: what pandas and pyarrow expect, and cheaper to write.
     builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    # Room for every class a training cycle generates (~200), so the next cycle reuses them:
+    # with Spark's default of 100 each cycle compiled them all again (benchmarks/RESULTS.md).
+    builder = builder.config(CODEGEN_CACHE_KEY, str(CODEGEN_CACHE_ENTRIES))
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
