@@ -44,7 +44,7 @@ RECS_SCHEMA = f"{USER_IDX} int, {PRODUCT_IDX} int, {SCORE} float, {RANK} int"
 STRATEGIES = ("blocked", "spark")
 DEFAULT_STRATEGY = "blocked"
 USERS_PER_CHUNK = 4096  # users scored by one task against the whole item matrix
-SCORE_CELLS_PER_BLOCK = 1 << 22  # users x items scores held at once by a worker (16 MB)
+SCORE_CELLS_PER_BLOCK = 1 << 20  # users x items scores held at once by a worker (4 MB)
 TOP_K_GROUPS = 256  # column groups whose maxima bound a row's k-th best score (top_k)
 SPARK_STRATEGY_EXTRA_CAP = 200  # `spark` strategy: most bought products over-fetched per user
 
@@ -120,14 +120,18 @@ def numpy_kernels() -> SimpleNamespace:
             # >= the k-th best, ties included, is >= the bound: a candidate.
             # Only the groups whose maximum reaches the bound hold candidates (about k per
             # row), and the few tail columns beyond the last whole group.
-            grouped = scores[:, : width * groups].reshape(n_rows, groups, width)
-            maxima = grouped.max(axis=2)
+            # Group g holds the columns g, g + groups, g + 2 * groups, ...: the maxima are then
+            # an element-wise maximum of `width` contiguous slices (vectorised), not `groups`
+            # reductions of `width` neighbours each (1.3x faster scoring, measured).
+            grouped = scores[:, : width * groups].reshape(n_rows, width, groups)
+            maxima = grouped.max(axis=1)
             bound = np.partition(maxima, groups - kk, axis=1)[:, groups - kk]
             group_rows, group_ids = np.nonzero(maxima >= bound[:, None])
-            hit, offset = np.nonzero(grouped[group_rows, group_ids] >= bound[group_rows, None])
+            members = grouped[group_rows, :, group_ids]  # (hit groups, width)
+            hit, offset = np.nonzero(members >= bound[group_rows, None])
             tail_rows, tail_cols = np.nonzero(scores[:, width * groups :] >= bound[:, None])
             rows = np.concatenate((group_rows[hit], tail_rows))
-            cols = np.concatenate((group_ids[hit] * width + offset, tail_cols + width * groups))
+            cols = np.concatenate((offset * groups + group_ids[hit], tail_cols + width * groups))
         elif kk < n_cols:  # every score >= the row's k-th best is a candidate (ties included)
             kth = np.partition(scores, n_cols - kk, axis=1)[:, n_cols - kk]
             rows, cols = np.nonzero(scores >= kth[:, None])
