@@ -332,23 +332,6 @@ def in_degree_histogram(graph: DataFrame) -> list[tuple[int, int]]:
     return sorted((int(row[IN_DEGREE]), int(row["_products"])) for row in counts)
 
 
-def recommended_in_degrees(recs: DataFrame, catalog_size: int) -> list[tuple[int, int]]:
-    """in_degree_histogram() of the graph built on `recs` (user_idx, product_idx), from the
-    recommendations alone, in one Spark job: products of the catalog (`catalog_size`) that no
-    user is recommended count at in-degree 0. No vertex table needed."""
-    require_columns(recs, (PRODUCT_IDX,), "recommended_in_degrees")
-    counts = (
-        recs.groupBy(PRODUCT_IDX)
-        .agg(F.count(F.lit(1)).alias(IN_DEGREE))
-        .groupBy(IN_DEGREE)
-        .agg(F.count(F.lit(1)).alias("_products"))
-        .collect()
-    )
-    histogram = sorted((int(row[IN_DEGREE]), int(row["_products"])) for row in counts)
-    never = catalog_size - sum(count for _, count in histogram)
-    return [(0, never), *histogram] if never > 0 else histogram
-
-
 def concentration_of(histogram: list[tuple[int, int]]) -> dict[str, float | int | None]:
     """Edge share of the top 1% of products and Gini of product in-degree (whole catalog),
     from in_degree_histogram()."""

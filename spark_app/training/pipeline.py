@@ -51,7 +51,7 @@ from spark_app.training.graph import (
     concentration_of,
     graph_by_index,
     graph_graphframes,
-    recommended_in_degrees,
+    in_degree_histogram,
     vertex_table,
 )
 from spark_app.training.prepare import (
@@ -356,9 +356,8 @@ def run_training(
                     iterations=cfg.graph.pagerank_iterations,
                     reset_probability=cfg.graph.reset_probability,
                 )
-            # The vertex table is computed once, by the export that writes it (beside the
-            # other files); the figures come from the recommendations themselves.
-            histogram = recommended_in_degrees(recs, n_products)
+            graph = keep(graph)
+            histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
             n_edges = sum(degree * count for degree, count in histogram)
             metrics["graph"] = {
                 "vertices": n_users + n_products,

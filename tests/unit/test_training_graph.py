@@ -8,7 +8,6 @@ import networkx as nx
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 
-from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, USER_ID, USER_IDX
 from spark_app.session import DEPS_DIR, graphframes_jar_loaded
 from spark_app.training.graph import (
     GRAPH_VERTEX_SCHEMA,
@@ -20,9 +19,7 @@ from spark_app.training.graph import (
     graph_by_index,
     graph_dataframe,
     graph_graphframes,
-    in_degree_histogram,
     pagerank_dataframe,
-    recommended_in_degrees,
     vertex_table,
 )
 
@@ -179,20 +176,3 @@ def test_concentration_of_product_in_degree(spark) -> None:
     )  # fmt: skip
     expected = {"products_recommended": 2, "top1pct_edge_share": 0.75, "gini_in_degree": 0.625}
     assert concentration(table) == pytest.approx(expected)
-
-
-def test_in_degrees_from_the_recommendations_equal_the_vertex_tables(spark) -> None:
-    # Products 1..4 in the catalog; 4 is never recommended; user 9 has no recommendation.
-    recs = spark.createDataFrame(
-        [(1, 1), (1, 2), (2, 1), (2, 3), (3, 1)], f"{USER_IDX} int, {PRODUCT_IDX} int"
-    )
-    users = spark.createDataFrame([(1,), (2,), (3,), (9,)], f"{USER_IDX} int")
-    products = spark.createDataFrame([(1,), (2,), (3,), (4,)], f"{PRODUCT_IDX} int")
-    user_map = spark.createDataFrame(
-        [(f"u{i}", i) for i in (1, 2, 3, 9)], f"{USER_ID} string, {USER_IDX} int"
-    )
-    product_map = spark.createDataFrame(
-        [(f"p{i}", i) for i in (1, 2, 3, 4)], f"{PRODUCT_ID} string, {PRODUCT_IDX} int"
-    )
-    table = graph_by_index(users, products, recs, user_map, product_map, 0.15)
-    assert recommended_in_degrees(recs, 4) == in_degree_histogram(table) == [(0, 1), (1, 2), (3, 1)]
