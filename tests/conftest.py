@@ -24,6 +24,27 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", os.sys.executable)
 use_preferred_java()  # as scripts/test does: $JAVA_HOME, else the newest JDK installed
 
 
+@pytest.fixture(scope="session", autouse=True)
+def spark_scratch_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Spark's scratch folders (blockmgr-*, spark-*) of every JVM the tests start (this
+    session's, spark-submit drivers, cluster daemons and executors) under pytest's temporary
+    folder, not /tmp: a process the tests stop with a signal does not leave them behind."""
+    scratch = tmp_path_factory.mktemp("spark-local-dirs")
+    # spark-submit's own JVM makes its temporary folders in java.io.tmpdir instead.
+    settings = {
+        "SPARK_LOCAL_DIRS": str(scratch),
+        "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={scratch}",
+    }
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    yield scratch
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """One local[2] SparkSession for the whole test session, with the Kafka connector jars."""
