@@ -70,7 +70,7 @@ def create_session(
     # 64-bit microseconds, Parquet's own timestamp type, rather than Spark's default of the
     # deprecated INT96: what pandas and pyarrow expect, and cheaper to write.
     builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    # Room for every class a training cycle generates (~200), so the next cycle reuses them:
+    # Room for every class a training cycle generates (~190), so the next cycle reuses them:
     # with Spark's default of 100 each cycle compiled them all again (benchmarks/RESULTS.md).
     builder = builder.config(CODEGEN_CACHE_KEY, str(CODEGEN_CACHE_ENTRIES))
     for key, value in (extra_conf or {}).items():

@@ -30,19 +30,11 @@ def spark_scratch_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     session's, spark-submit drivers, cluster daemons and executors) under pytest's temporary
     folder, not /tmp: a process the tests stop with a signal does not leave them behind."""
     scratch = tmp_path_factory.mktemp("spark-local-dirs")
-    # spark-submit's own JVM makes its temporary folders in java.io.tmpdir instead.
-    settings = {
-        "SPARK_LOCAL_DIRS": str(scratch),
-        "SPARK_SUBMIT_OPTS": f"-Djava.io.tmpdir={scratch}",
-    }
-    before = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    yield scratch
-    for name, value in before.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SPARK_LOCAL_DIRS", str(scratch))
+        # spark-submit's own JVM makes its temporary folders in java.io.tmpdir instead.
+        env.setenv("SPARK_SUBMIT_OPTS", f"-Djava.io.tmpdir={scratch}")
+        yield scratch
 
 
 @pytest.fixture(scope="session")
