@@ -318,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         def run_cycle(label: str, folder: Path, sequence: int):
-            return timed(
+            """One timed training run, and the JVM's work outside the tasks during it."""
+            before = jvm_counters(spark)
+            outcome = timed(
                 label,
                 lambda: run_training(
                     spark,
@@ -333,10 +335,9 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 timings,
             )
+            return outcome, counters_since(before, jvm_counters(spark))
 
-        counters = jvm_counters(spark)
-        outcome = run_cycle("cycle_wall", workdir, 1)
-        figures["cycle_jvm"] = counters_since(counters, jvm_counters(spark))
+        outcome, figures["cycle_jvm"] = run_cycle("cycle_wall", workdir, 1)
         manifest = json.loads((outcome.path / "manifest.json").read_text())
         figures["cycle_stages"] = manifest["timings_seconds"]
         figures["cycle_jobs"] = stage_jobs.take()
@@ -350,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         # Warm cycles: the same work again in this JVM (fresh results and state folders).
         figures["warm_cycles"] = []
         for i in range(1, args.warm_cycles + 1):
-            counters = jvm_counters(spark)
-            warm = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
-            jvm_work = counters_since(counters, jvm_counters(spark))
+            warm, jvm_work = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
             warm_manifest = json.loads((warm.path / "manifest.json").read_text())
             figures["warm_cycles"].append(
                 {
