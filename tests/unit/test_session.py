@@ -32,3 +32,10 @@ def test_the_session_runs_the_collector_spark_defaults_asks_for(spark) -> None:
     beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory
     names = {bean.getName() for bean in beans.getGarbageCollectorMXBeans()}
     assert names == {"PS Scavenge", "PS MarkSweep"}
+
+
+def test_the_session_uses_8_mb_memory_pages(spark) -> None:
+    # Spark's own choice for this test session (2 cores, 2 GB) would be 32 MB; with a 4 GB
+    # driver 64 MB, which filled the old generation and cost a full GC per training cycle.
+    env = spark.sparkContext._jvm.org.apache.spark.SparkEnv.get()
+    assert env.memoryManager().pageSizeBytes() == 8 * 1024 * 1024
