@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,80 @@ def latest_run_id(results: Path) -> str | None:
     return os.readlink(link).rstrip("/").split("/")[-1] if link.is_symlink() else None
 
 
+class RunDraft:
+    """A run being written under results/.tmp-<run_id>, each file in the background as soon as
+    its data is ready (Spark runs the jobs side by side, filling the cores while the driver
+    plans the next stage); publish() waits for every file, writes metrics and manifest, and
+    publishes the run. Leaving a `with` block by an exception removes the draft.
+    """
+
+    def __init__(self, results: Path, run_id: str, *, workers: int = 4) -> None:
+        self.results = results
+        self.run_id = run_id
+        self.path = tmp_dir(results, run_id)
+        self.path.mkdir(parents=True, exist_ok=False)
+        self.started = time.perf_counter()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
+        self._writes: list[Future[None]] = []
+
+    def __enter__(self) -> RunDraft:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.discard()
+
+    def write_csv(self, name: str, df: DataFrame, rows: int | None = None) -> None:
+        """Start writing `df` as the run's CSV `name` (see write_csv; `rows`: an upper bound)."""
+        self._writes.append(self._pool.submit(write_csv, df, self.path / name, rows))
+
+    def save_model(self, model: ALSModel) -> None:
+        """Start saving the ALS model under model/."""
+        self._writes.append(self._pool.submit(save_model, model, self.path / MODEL_DIR))
+
+    def _wait(self) -> None:
+        try:
+            for done in self._writes:
+                done.result()  # re-raises the first failure; the run stays unpublished
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def discard(self) -> None:
+        """Wait for the writes started (their errors aside) and remove the draft."""
+        try:
+            self._wait()
+        except Exception as error:  # noqa: BLE001 - the draft is thrown away either way
+            log.warning("a write of discarded run %s failed too: %s", self.run_id, error)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def publish(
+        self,
+        metrics: dict[str, Any],
+        manifest: dict[str, Any],
+        timings: dict[str, float] | None = None,
+        cycle_started: float | None = None,
+    ) -> Path:
+        """Wait for every file, write metrics and manifest, publish under runs/, move `latest`.
+
+        If `timings` is given, its "export" (from the draft's start: it overlaps the stages
+        that ran meanwhile) and "total" (from `cycle_started`, a perf_counter value) are filled
+        in just before the manifest is written.
+        """
+        self._wait()
+        write_json(metrics, self.path / METRICS)
+        if timings is not None:
+            now = time.perf_counter()
+            timings["export"] = round(now - self.started, 3)
+            if cycle_started is not None:
+                timings["total"] = round(now - cycle_started, 3)
+        write_json(manifest, self.path / MANIFEST)
+        final = self.results / RUNS / self.run_id
+        publish(self.path, final)
+        point_latest(self.results, self.run_id)
+        log.info("published run %s at %s; latest -> %s", self.run_id, final, self.run_id)
+        return final
+
+
 def export_accepted(
     results: Path,
     run_id: str,
@@ -160,37 +234,15 @@ def export_accepted(
     timings: dict[str, float] | None = None,
     cycle_started: float | None = None,
 ) -> Path:
-    """Write every file of an accepted run, publish it under runs/ and move `latest`.
-
-    If `timings` is given, its "export" and "total" (from `cycle_started`, a perf_counter
-    value) are filled in just before the manifest is written.
-    """
-    started = time.perf_counter()
+    """Write every file of an accepted run, publish it under runs/ and move `latest` (a
+    RunDraft whose files are all ready at once)."""
     counts = row_counts or {}
-    tmp = tmp_dir(results, run_id)
-    tmp.mkdir(parents=True, exist_ok=False)
-    # Four independent Spark jobs (most of them one task each): run them side by side.
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="export") as pool:
-        writes = [
-            pool.submit(write_csv, vertices, tmp / VERTICES_CSV, counts.get("vertices")),
-            pool.submit(write_csv, edges, tmp / EDGES_CSV, counts.get("edges")),
-            pool.submit(write_csv, popular, tmp / POPULAR_CSV, counts.get("popular")),
-            pool.submit(save_model, model, tmp / MODEL_DIR),
-        ]
-        for done in writes:
-            done.result()  # re-raises the first failure; the run stays unpublished
-    write_json(metrics, tmp / METRICS)
-    if timings is not None:
-        now = time.perf_counter()
-        timings["export"] = round(now - started, 3)
-        if cycle_started is not None:
-            timings["total"] = round(now - cycle_started, 3)
-    write_json(manifest, tmp / MANIFEST)
-    final = results / RUNS / run_id
-    publish(tmp, final)
-    point_latest(results, run_id)
-    log.info("published run %s at %s; latest -> %s", run_id, final, run_id)
-    return final
+    with RunDraft(results, run_id) as draft:
+        draft.write_csv(VERTICES_CSV, vertices, counts.get("vertices"))
+        draft.write_csv(EDGES_CSV, edges, counts.get("edges"))
+        draft.write_csv(POPULAR_CSV, popular, counts.get("popular"))
+        draft.save_model(model)
+        return draft.publish(metrics, manifest, timings, cycle_started)
 
 
 def export_rejected(

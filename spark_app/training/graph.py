@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
+    FloatType,
     IntegerType,
     LongType,
     StringType,
@@ -67,7 +68,9 @@ EDGE_SCHEMA = StructType(
     [
         StructField(EDGE_SRC, StringType(), False),
         StructField(EDGE_DST, StringType(), False),
-        StructField(SCORE, DoubleType(), True),
+        # The model's scores are single precision: written as such, not widened to double
+        # (0.050853316, not 0.050853315740823746).
+        StructField(SCORE, FloatType(), True),
         StructField(RANK, IntegerType(), False),
     ]
 )

@@ -40,8 +40,11 @@ from spark_app.training.evaluate import (
     score_user_lists,
 )
 from spark_app.training.export import (
+    EDGES_CSV,
+    POPULAR_CSV,
+    VERTICES_CSV,
+    RunDraft,
     clean_stale_tmp,
-    export_accepted,
     export_rejected,
     make_run_id,
 )
@@ -303,85 +306,82 @@ def run_training(
             with _stage("refit", timings):
                 model = fit_als(pairs, als)
 
-        with _stage("recommend", timings):
-            if scored is not None:
-                recs = recommendations_of(scored)
-            else:
-                exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
-                recs = keep(  # read by the graph and by the edges' export
-                    recommend_for_users(
-                        model,
-                        user_vectors(model).select(USER_IDX),
-                        cfg.recommend.top_n,
-                        exclude=exclude,
-                        strategy=cfg.recommend.strategy,
-                        num_chunks=scoring_chunks(n_users, parallelism),
+        # The run's files are written as soon as their data is ready, beside the next stages:
+        # the model and the edges and popular CSVs while the graph is computed.
+        with RunDraft(results, run_id) as draft:
+            draft.save_model(model)
+            with _stage("recommend", timings):
+                if scored is not None:
+                    recs = recommendations_of(scored)
+                else:
+                    exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
+                    recs = keep(  # read by the graph and by the edges' export
+                        recommend_for_users(
+                            model,
+                            user_vectors(model).select(USER_IDX),
+                            cfg.recommend.top_n,
+                            exclude=exclude,
+                            strategy=cfg.recommend.strategy,
+                            num_chunks=scoring_chunks(n_users, parallelism),
+                        )
                     )
+                named = (
+                    recs.join(user_map, USER_IDX)
+                    .join(product_map, PRODUCT_IDX)
+                    .select(USER_ID, PRODUCT_ID, SCORE, RANK)
                 )
-            named = (
-                recs.join(user_map, USER_IDX)
-                .join(product_map, PRODUCT_IDX)
-                .select(USER_ID, PRODUCT_ID, SCORE, RANK)
-            )
-            popular = (
-                rank_popular(
-                    sides.select(PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL), cfg.recommend.popular_n
+                edges = build_edges(named)
+                # At most top_n edges per user: the bound decides one file or a folder of parts.
+                draft.write_csv(EDGES_CSV, edges, n_users * cfg.recommend.top_n)
+                popular = (
+                    rank_popular(
+                        sides.select(PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL),
+                        cfg.recommend.popular_n,
+                    )
+                    .join(product_map, PRODUCT_IDX)
+                    .select(RANK, PRODUCT_ID, PURCHASES, QUANTITY_TOTAL)
+                    .orderBy(RANK)
                 )
-                .join(product_map, PRODUCT_IDX)
-                .select(RANK, PRODUCT_ID, PURCHASES, QUANTITY_TOTAL)
-                .orderBy(RANK)
-            )
+                draft.write_csv(POPULAR_CSV, popular, cfg.recommend.popular_n)
 
-        with _stage("graph", timings):
-            edges = build_edges(named)
-            engine = choose_engine(cfg.graph.engine, graphframes_jar_loaded(spark))
-            log.info("graph engine: %s (requested %s)", engine, cfg.graph.engine)
-            if engine == "dataframe":
-                # On the integer ids; the id maps are joined once per vertex for the labels.
-                graph = graph_by_index(
-                    lists.select(USER_IDX),
-                    sides.select(PRODUCT_IDX),
-                    recs,
-                    user_map,
-                    product_map,
-                    cfg.graph.reset_probability,
-                )
-            else:
-                vertices = vertex_table(
-                    lists.select(USER_IDX), sides.select(PRODUCT_IDX), user_map, product_map
-                )
-                graph = graph_graphframes(
-                    vertices,
-                    edges,
-                    iterations=cfg.graph.pagerank_iterations,
-                    reset_probability=cfg.graph.reset_probability,
-                )
-            graph = keep(graph)
-            histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
-            n_edges = sum(degree * count for degree, count in histogram)
-            metrics["graph"] = {
-                "vertices": n_users + n_products,
-                "edges": n_edges,
-                "users": n_users,
-                "products": n_products,
-                **concentration_of(histogram),
-            }
-            manifest["graph_engine"] = engine
+            with _stage("graph", timings):
+                engine = choose_engine(cfg.graph.engine, graphframes_jar_loaded(spark))
+                log.info("graph engine: %s (requested %s)", engine, cfg.graph.engine)
+                if engine == "dataframe":
+                    # On the integer ids; the id maps are joined once per vertex for the labels.
+                    graph = graph_by_index(
+                        lists.select(USER_IDX),
+                        sides.select(PRODUCT_IDX),
+                        recs,
+                        user_map,
+                        product_map,
+                        cfg.graph.reset_probability,
+                    )
+                else:
+                    vertices = vertex_table(
+                        lists.select(USER_IDX), sides.select(PRODUCT_IDX), user_map, product_map
+                    )
+                    graph = graph_graphframes(
+                        vertices,
+                        edges,
+                        iterations=cfg.graph.pagerank_iterations,
+                        reset_probability=cfg.graph.reset_probability,
+                    )
+                graph = keep(graph)
+                histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
+                draft.write_csv(VERTICES_CSV, graph, n_users + n_products)
+                n_edges = sum(degree * count for degree, count in histogram)
+                metrics["graph"] = {
+                    "vertices": n_users + n_products,
+                    "edges": n_edges,
+                    "users": n_users,
+                    "products": n_products,
+                    **concentration_of(histogram),
+                }
+                manifest["graph_engine"] = engine
 
-        with _stage("export", timings):
-            path = export_accepted(
-                results,
-                run_id,
-                model=model,
-                vertices=graph,
-                edges=edges,
-                popular=popular,
-                metrics=metrics,
-                manifest=manifest,
-                row_counts={"vertices": n_users + n_products, "edges": n_edges},
-                timings=timings,
-                cycle_started=cycle_started,
-            )
+            # timings["export"]: from the draft's start, across the recommend and graph stages.
+            path = draft.publish(metrics, manifest, timings, cycle_started)
         log.info("training run %s published in %.1f s", run_id, timings.get("total", 0.0))
         return TrainingOutcome(run_id, True, reason, path, metrics)
     finally:

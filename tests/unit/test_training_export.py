@@ -1,10 +1,13 @@
-"""Export: one CSV file from parts written in parallel, the same bytes coalesce(1) writes."""
+"""Export: one CSV file from parts written in parallel, the same bytes coalesce(1) writes; a
+run draft that fails leaves nothing behind."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spark_app.training.export import csv_header, write_csv
+import pytest
+
+from spark_app.training.export import RunDraft, csv_header, write_csv
 
 
 def _single_task_csv(df, folder: Path) -> bytes:
@@ -32,3 +35,23 @@ def test_empty_table_gives_the_header_alone(spark, tmp_path: Path) -> None:
 
 def test_header_quotes_only_what_needs_it() -> None:
     assert csv_header(["id", "a,b", 'q"']) == 'id,"a,b","q"""\n'
+
+
+def test_a_draft_left_by_an_error_is_removed_with_what_it_wrote(spark, tmp_path: Path) -> None:
+    df = spark.createDataFrame([("u1", 1)], "id string, rank int")
+    with pytest.raises(RuntimeError, match="graph failed"), RunDraft(tmp_path, "run-1") as draft:
+        draft.write_csv("edges.csv", df)  # written in the background meanwhile
+        raise RuntimeError("graph failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
+    df = spark.createDataFrame([("u1", 1)], "id string, rank int")
+    with RunDraft(tmp_path, "run-1") as draft:
+        draft.write_csv("edges.csv", df)
+        path = draft.publish({"k": 10}, {"run_id": "run-1"})
+    assert sorted(p.name for p in path.iterdir()) == [
+        "edges.csv",
+        "manifest.json",
+        "metrics.json",
+    ]
