@@ -110,11 +110,14 @@ def write_csv(df: DataFrame, path: Path, rows: int | None = None) -> None:
     partition order behind one header line: the file coalesce(1) would write, without making
     one task format every row.
     """
+    # Spark's CSV writer trims the spaces around every text by default: an id " u1 " would be
+    # written as u1, no longer the id of the events.
+    writer = df.write.options(ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False)
     if rows is not None and rows > SINGLE_CSV_MAX_ROWS:
-        df.write.option("header", True).csv(str(path))
+        writer.option("header", True).csv(str(path))
         return
     parts = path.parent / f".{path.name}.parts"
-    df.write.option("header", False).mode("overwrite").csv(str(parts))
+    writer.option("header", False).mode("overwrite").csv(str(parts))
     concat_parts(sorted(parts.glob("part-*.csv")), csv_header(df.columns), path)
     shutil.rmtree(parts)
 

@@ -27,6 +27,12 @@ def test_csv_from_parallel_parts_equals_the_single_task_file(spark, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "out.csv"]
 
 
+def test_spaces_around_an_id_are_kept(spark, tmp_path: Path) -> None:
+    df = spark.createDataFrame([(" u1 ", "p 2")], "src string, dst string")
+    write_csv(df, tmp_path / "edges.csv")
+    assert (tmp_path / "edges.csv").read_text() == "src,dst\n u1 ,p 2\n"
+
+
 def test_empty_table_gives_the_header_alone(spark, tmp_path: Path) -> None:
     df = spark.createDataFrame([], "id string, rank int")
     write_csv(df, tmp_path / "empty.csv")
