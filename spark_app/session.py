@@ -78,7 +78,7 @@ def create_session(
     # Spark's default memory page is 64 MB with 2 cores and a 4 GB driver, one per hash
     # aggregation, sort and broadcast table however small, zeroed by the JVM and kept alive
     # by broadcasts: ~1 GB of old generation, a full GC per cycle. 8 MB pages cut the training
-    # cycle's GC from ~1 s to 0.2 s and made it ~1.08x faster (benchmarks/RESULTS.md).
+    # cycle's GC from ~1 s to 0.2 s and made it ~1.09x faster (benchmarks/RESULTS.md).
     builder = builder.config(PAGE_SIZE_KEY, PAGE_SIZE)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)

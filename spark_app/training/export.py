@@ -223,31 +223,6 @@ class RunDraft:
         return final
 
 
-def export_accepted(
-    results: Path,
-    run_id: str,
-    *,
-    model: ALSModel,
-    vertices: DataFrame,
-    edges: DataFrame,
-    popular: DataFrame,
-    metrics: dict[str, Any],
-    manifest: dict[str, Any],
-    row_counts: dict[str, int] | None = None,
-    timings: dict[str, float] | None = None,
-    cycle_started: float | None = None,
-) -> Path:
-    """Write every file of an accepted run, publish it under runs/ and move `latest` (a
-    RunDraft whose files are all ready at once)."""
-    counts = row_counts or {}
-    with RunDraft(results, run_id) as draft:
-        draft.write_csv(VERTICES_CSV, vertices, counts.get("vertices"))
-        draft.write_csv(EDGES_CSV, edges, counts.get("edges"))
-        draft.write_csv(POPULAR_CSV, popular, counts.get("popular"))
-        draft.save_model(model)
-        return draft.publish(metrics, manifest, timings, cycle_started)
-
-
 def export_rejected(
     results: Path, run_id: str, *, metrics: dict[str, Any], manifest: dict[str, Any]
 ) -> Path:

@@ -19,8 +19,8 @@ from spark_app.training import pipeline as pipeline_module
 from spark_app.training.als import build_als, fit_als
 from spark_app.training.evaluate import evaluate_split
 from spark_app.training.export import (
+    RunDraft,
     clean_stale_tmp,
-    export_accepted,
     latest_run_id,
     point_latest,
 )
@@ -204,17 +204,12 @@ def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path
         raise RuntimeError("killed while saving the model")
 
     monkeypatch.setattr(export_module, "save_model", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        export_accepted(
-            results,
-            "20260102T000000Z-000002",
-            model=model,
-            vertices=table,
-            edges=table,
-            popular=table,
-            metrics={},
-            manifest={},
-        )
+    run_id = "20260102T000000Z-000002"
+    with pytest.raises(RuntimeError, match="killed"), RunDraft(results, run_id) as draft:
+        draft.save_model(model)
+        for name in ("vertices.csv", "edges.csv", "popular.csv"):
+            draft.write_csv(name, table)
+        draft.publish(metrics={}, manifest={})
     assert _visible(results) == before
 
 
