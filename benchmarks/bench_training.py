@@ -5,14 +5,16 @@ same Spark session:
   1. the bare ALS fit on the prepared (user, product, rating) pairs,
   2. one whole training cycle (spark_app.training.run_training: prepare -> export), the first
      in this JVM (what the benchmark has always measured),
-  3. the same cycle again, warm (--warm-cycles, default 1): same events, its own results and
+  3. the same cycle again, warm (--warm-cycles, default 10): same events, its own results and
      state folders, so it does exactly the same work (new id maps included) as the first; a
      streaming job runs many cycles in one JVM, and this is what every cycle after its first
-     costs (see the note on Python workers in benchmarks/RESULTS.md),
+     costs. The JIT keeps compiling code that a cycle runs only a few times for several
+     cycles, so the steady state is given as the median of the last half of the warm cycles,
   4. optionally both top-N strategies on the first cycle's model,
   5. the `implicit` library's ALS on the same matrix (scipy CSR), same rank, iterations,
      regularization and confidence 1 + alpha * rating,
-and prints every figure, the ratios (first cycle and warm cycle to the bare fit), the Spark
+and prints every figure, the ratios (first cycle, each warm cycle and the steady state to the
+bare fit), the Spark
 jobs each stage submitted, peak memory (driver Python, JVM, Python workers) and the BLAS that
 Spark's ALS loaded.
 
@@ -27,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -201,6 +204,15 @@ class StageJobs(logging.Handler):
         return {**jobs, "total": sum(jobs.values())}
 
 
+def steady_state(totals: list[float]) -> tuple[int, float] | None:
+    """(number of the first cycle counted, median time) of the last half of the warm cycles
+    (numbered from 1), or None without warm cycles."""
+    if not totals:
+        return None
+    first = len(totals) // 2 + 1 if len(totals) > 1 else 1
+    return first, round(statistics.median(totals[first - 1 :]), 2)
+
+
 def timed(label: str, fn, timings: dict[str, float]):
     started = time.perf_counter()
     result = fn()
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--pagerank-iterations", type=int, default=10)
     parser.add_argument(
-        "--warm-cycles", type=int, default=1, help="cycles after the first, same JVM (default 1)"
+        "--warm-cycles", type=int, default=10, help="cycles after the first, same JVM (default 10)"
     )
     parser.add_argument("--strategies", action="store_true", help="also time both top-N ways")
     parser.add_argument("--skip-implicit", action="store_true")
@@ -439,6 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     figures["ratio_first_cycle_to_its_fit_stage"] = round(cycle / figures["cycle_stages"]["fit"], 2)
     for i, warm in enumerate(figures["warm_cycles"], start=1):
         figures[f"ratio_warm_cycle_{i}_to_bare_fit"] = round(warm["stages"]["total"] / bare, 2)
+    steady = steady_state([warm["stages"]["total"] for warm in figures["warm_cycles"]])
+    if steady is not None:
+        figures["steady_state"] = {
+            "warm_cycles": f"{steady[0]}-{len(figures['warm_cycles'])}",
+            "median_cycle_seconds": steady[1],
+            "ratio_to_bare_fit": round(steady[1] / bare, 2),
+        }
     if "implicit_fit_cg" in timings:
         figures["ratio_spark_fit_to_implicit_cg"] = round(bare / timings["implicit_fit_cg"], 2)
         figures["ratio_spark_fit_to_implicit_cholesky"] = round(
@@ -456,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
             f"warm cycle {i} {warm['stages']['total']:.1f} s / bare fit {bare:.2f} s = "
             f"{figures[f'ratio_warm_cycle_{i}_to_bare_fit']}x (same JVM, same data, same work; "
             f"{jvm_note(warm['jvm'])})"
+        )
+    if steady is not None:
+        print(
+            f"steady state (median of warm cycles {figures['steady_state']['warm_cycles']}) "
+            f"{steady[1]:.1f} s / bare fit {bare:.2f} s = "
+            f"{figures['steady_state']['ratio_to_bare_fit']}x"
         )
     if args.json:
         args.json.write_text(text + "\n")
