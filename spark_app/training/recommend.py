@@ -43,7 +43,12 @@ TRAIN_QUANTITY_TOTAL = "train_quantity"  # product_sides(): quantity over the tr
 RECS_SCHEMA = f"{USER_IDX} int, {PRODUCT_IDX} int, {SCORE} float, {RANK} int"
 STRATEGIES = ("blocked", "spark")
 DEFAULT_STRATEGY = "blocked"
-USERS_PER_CHUNK = 4096  # users scored by one task against the whole item matrix
+# Users scored by one task against the whole item matrix. Every chunk costs the item matrix and
+# the popular list converted to and from Arrow again, a task, and a partition of the scored
+# table that the edges and the graph read: at 1M events (50k users) 14 chunks of <= 4096 users
+# made a warm cycle 1.2-1.6 s slower than 2 chunks of <= 32768 (benchmarks/RESULTS.md). The
+# scorer's memory does not grow with the chunk: it scores SCORE_CELLS_PER_BLOCK cells at a time.
+USERS_PER_CHUNK = 32768
 SCORE_CELLS_PER_BLOCK = 1 << 20  # users x items scores held at once by a worker (4 MB)
 TOP_K_GROUPS = 256  # column groups whose maxima bound a row's k-th best score (top_k)
 SPARK_STRATEGY_EXTRA_CAP = 200  # `spark` strategy: most bought products over-fetched per user
