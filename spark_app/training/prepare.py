@@ -157,18 +157,26 @@ def _drop_old_versions(map_dir: Path, keep: str) -> None:
 def update_id_map(
     spark: SparkSession, ids: DataFrame, map_dir: Path, id_col: str, idx_col: str
 ) -> DataFrame:
-    """Load the map in `map_dir`, add ids it lacks, persist it if it grew; return the live map."""
-    current = load_id_map(spark, map_dir, id_col, idx_col)
-    max_idx = None if _read_pointer(map_dir) is None else current.agg(F.max(idx_col)).first()[0]
-    start = 0 if max_idx is None else int(max_idx) + 1
-    new = missing_ids(current, ids, id_col).cache()
+    """Load the map in `map_dir`, add ids it lacks, persist it if it grew; return the live map.
+
+    Without a map yet (the first run) every distinct id is new: nothing is looked up.
+    """
+    if _read_pointer(map_dir) is None:
+        current, start = None, 0
+        new = ids.select(id_col).distinct().cache()
+    else:
+        current = load_id_map(spark, map_dir, id_col, idx_col)
+        max_idx = current.agg(F.max(idx_col)).first()[0]
+        start = 0 if max_idx is None else int(max_idx) + 1
+        new = missing_ids(current, ids, id_col).cache()
     try:
         new_count = new.count()
         if new_count == 0:
             log.info("id map %s: no new ids (%d known)", map_dir.name, start)
-            return current
-        extended = current.select(id_col, idx_col).unionByName(
-            number_ids(new, id_col, idx_col, start)
+            return load_id_map(spark, map_dir, id_col, idx_col) if current is None else current
+        numbered = number_ids(new, id_col, idx_col, start)
+        extended = (
+            numbered if current is None else current.select(id_col, idx_col).unionByName(numbered)
         )
         save_id_map(extended, map_dir)
     finally:
