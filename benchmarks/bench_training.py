@@ -9,7 +9,9 @@ same Spark session:
      state folders, so it does exactly the same work (new id maps included) as the first; a
      streaming job runs many cycles in one JVM, and this is what every cycle after its first
      costs. The JIT keeps compiling code that a cycle runs only a few times for several
-     cycles, so the steady state is given as the median of the last half of the warm cycles,
+     cycles, so the steady state is given as the median of the last half of the warm cycles.
+     With --keep-state the warm cycles share the first cycle's state folder instead: the id
+     maps exist and no id is new, as in a streaming job's later runs,
   4. optionally both top-N strategies on the first cycle's model,
   5. the `implicit` library's ALS on the same matrix (scipy CSR), same rank, iterations,
      regularization and confidence 1 + alpha * rating,
@@ -239,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warm-cycles", type=int, default=10, help="cycles after the first, same JVM (default 10)"
     )
+    parser.add_argument(
+        "--keep-state",
+        action="store_true",
+        help="warm cycles reuse the first cycle's id maps (default: fresh state, new maps)",
+    )
     parser.add_argument("--strategies", action="store_true", help="also time both top-N ways")
     parser.add_argument("--skip-implicit", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
@@ -322,10 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         timed("bare_fit_all_pairs", lambda: fit_als(pairs, als), timings)
 
         def config_for(folder: Path):
+            state = workdir if args.keep_state else folder
             return load_config(
                 overrides=[
                     f"paths.results={folder / 'results'}",
-                    f"paths.state={folder / 'state'}",
+                    f"paths.state={state / 'state'}",
                     f"als.rank={args.rank}",
                     f"als.max_iter={args.iterations}",
                     f"als.reg_param={args.reg}",
