@@ -178,8 +178,9 @@ class StageJobs(logging.Handler):
     ("training stage X: start" / "... done") and the id the scheduler gives its next job.
 
     The handler runs inside the timed cycle, so it must cost next to nothing: the status
-    tracker's list of job ids took 60-200 ms per call with a few hundred jobs in the session
-    (two calls per stage), the scheduler's job counter a fraction of a millisecond.
+    tracker's list of job ids took 59-92 ms per call with 600 jobs in an idle session (two
+    calls per stage; gaps of up to 0.21 s between stages in a cycle), the scheduler's job
+    counter 0.3 ms.
     """
 
     def __init__(self, spark) -> None:

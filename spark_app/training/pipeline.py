@@ -83,7 +83,6 @@ from spark_app.training.split import (
 log = logging.getLogger(__name__)
 
 ID_MAP_DIR = "id_map"
-# Defaults for settings that conf/defaults.yaml does not have (yet).
 
 
 @dataclass(frozen=True)
