@@ -58,8 +58,8 @@ from spark_app.training.graph import (
     vertex_table,
 )
 from spark_app.training.prepare import (
-    aggregate_indexed_pairs,
     attach_indices,
+    pairs_by_user,
     update_id_maps,
 )
 from spark_app.training.recommend import (
@@ -162,10 +162,10 @@ def run_training(
     try:
         with _stage("prepare", timings):
             # Integer ids first (see prepare.py): the maps from the events' ids, the two
-            # independent maps' small jobs side by side; the aggregation by integer pair is
-            # lazy, run and cached once with the split's flag below.
+            # independent maps' small jobs side by side; the aggregation by integer pair,
+            # clustered by user, is lazy, run and cached once with the split's flag below.
             user_map, product_map = update_id_maps(spark, events, state / ID_MAP_DIR)
-            indexed = aggregate_indexed_pairs(attach_indices(events, user_map, product_map))
+            indexed = pairs_by_user(attach_indices(events, user_map, product_map))
 
         with _stage("split", timings):
             # One cached table holds both sides; one job counts everything the manifest needs.

@@ -11,16 +11,27 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_app.errors import MissingColumnError
-from spark_app.schema import PRODUCT_ID, PRODUCT_IDX, RATING, USER_ID, USER_IDX
+from spark_app.schema import (
+    EVENT_TIME,
+    PRODUCT_ID,
+    PRODUCT_IDX,
+    QUANTITY,
+    RATING,
+    USER_ID,
+    USER_IDX,
+)
 from spark_app.training.prepare import (
+    LAST_EVENT_TIME,
     aggregate_indexed_pairs,
     attach_indices,
+    pairs_by_user,
     update_id_map,
     update_id_maps,
 )
 from spark_app.training.split import (
     HELD_PRODUCTS,
     TRAIN_PRODUCTS,
+    flag_held_out,
     flag_latest,
     side_lists,
     side_sizes,
@@ -125,6 +136,20 @@ def _indexed_pairs(spark):
         ],
         "user_idx int, product_idx int, rating double, purchases long, last_event_time timestamp",
     )
+
+
+def _shuffles(df: DataFrame) -> int:
+    """Exchanges (shuffles) in the physical plan that would compute `df`."""
+    return df._jdf.queryExecution().executedPlan().toString().count("Exchange hashpartitioning")
+
+
+def test_pairs_by_user_let_the_per_user_lists_reuse_their_shuffle(spark) -> None:
+    # One shuffle, by user, before the pairs' aggregation; side_lists adds none.
+    events = _indexed_pairs(spark).select(
+        USER_IDX, PRODUCT_IDX, F.lit(1).alias(QUANTITY), F.col(LAST_EVENT_TIME).alias(EVENT_TIME)
+    )
+    flagged = flag_held_out(pairs_by_user(events), "random", 0.3, seed=3)
+    assert _shuffles(side_lists(flagged)) == 1
 
 
 def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
