@@ -19,6 +19,9 @@ never recommended count as 0).
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
@@ -56,6 +59,7 @@ PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
 _INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / outdeg(u)
+_SOURCE = "_source"  # degree_counts(): the vertex has out-edges
 
 VERTEX_SCHEMA = StructType(
     [
@@ -215,27 +219,25 @@ def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: floa
     )
 
 
-def graph_by_index(
+def degree_table(
     users: DataFrame,
     products: DataFrame,
     recs: DataFrame,
     user_map: DataFrame,
     product_map: DataFrame,
-    reset_probability: float,
 ) -> DataFrame:
-    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from integer ids, without building the
-    string vertex and edge tables first.
+    """Every vertex (id, type, label) with in_degree, out_degree and the sum over its in-edges
+    u -> v of 1 / outdeg(u) that PageRank needs (`_inflow`), from integer ids, without building
+    the string vertex and edge tables first; with_pagerank() completes it.
 
     users: (user_idx) and products: (product_idx) of the training set, each once; recs: the
-    recommendations (user_idx, product_idx); the id maps give the raw ids. The same figures as
-    graph_dataframe(build_vertices(...), build_edges(...)): degrees and the closed-form
-    PageRank are computed on the integer ids (two small group-bys over the recommendations),
-    then the id maps are joined once per vertex for the `u:`/`p:` ids and labels.
+    recommendations (user_idx, product_idx); the id maps give the raw ids. Degrees are computed
+    on the integer ids (two small group-bys over the recommendations), then the id maps are
+    joined once per vertex for the `u:`/`p:` ids and labels.
     """
-    require_columns(users, (USER_IDX,), "graph_by_index users")
-    require_columns(products, (PRODUCT_IDX,), "graph_by_index products")
-    require_columns(recs, (USER_IDX, PRODUCT_IDX), "graph_by_index recs")
-    d = 1.0 - reset_probability
+    require_columns(users, (USER_IDX,), "degree_table users")
+    require_columns(products, (PRODUCT_IDX,), "degree_table products")
+    require_columns(recs, (USER_IDX, PRODUCT_IDX), "degree_table recs")
     outs = recs.groupBy(USER_IDX).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
     ins = (
         recs.select(USER_IDX, PRODUCT_IDX)
@@ -272,20 +274,66 @@ def graph_by_index(
             F.col(_INFLOW),
         )
     )
-    totals = (
-        users.agg(F.count(F.lit(1)).alias("_users"))
-        .crossJoin(products.agg(F.count(F.lit(1)).alias("_products")))
-        .crossJoin(outs.agg(F.count(F.lit(1)).alias("_sources")))
+    return user_v.unionByName(product_v)
+
+
+@dataclass(frozen=True)
+class GraphCounts:
+    """What with_pagerank() and the concentration figures need of a degree_table()."""
+
+    users: int
+    products: int
+    sources: int  # vertices with out-edges: the users with recommendations
+    histogram: list[tuple[int, int]]  # (in-degree, number of products), ascending
+
+
+def degree_counts(table: DataFrame) -> GraphCounts:
+    """GraphCounts of a degree_table(), in one Spark job (which fills its cache if cached)."""
+    require_columns(table, (VERTEX_TYPE, IN_DEGREE, OUT_DEGREE), "degree_counts")
+    rows = (
+        table.groupBy(VERTEX_TYPE, IN_DEGREE, (F.col(OUT_DEGREE) > 0).alias(_SOURCE))
+        .agg(F.count(F.lit(1)).alias("_vertices"))
+        .collect()
     )
-    n = F.col("_users") + F.col("_products")
-    base = F.lit(1.0) / (n + F.lit(d) * F.col("_sources"))
+    users = sum(r["_vertices"] for r in rows if r[VERTEX_TYPE] == USER_TYPE)
+    products = Counter()
+    for r in rows:
+        if r[VERTEX_TYPE] == PRODUCT_TYPE:
+            products[int(r[IN_DEGREE])] += int(r["_vertices"])
+    return GraphCounts(
+        users=int(users),
+        products=sum(products.values()),
+        sources=int(sum(r["_vertices"] for r in rows if r[_SOURCE])),
+        histogram=sorted(products.items()),
+    )
+
+
+def with_pagerank(table: DataFrame, counts: GraphCounts, reset_probability: float) -> DataFrame:
+    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from a degree_table() and its counts: the
+    closed-form PageRank of pagerank_dataframe, its constants computed once, as literals."""
+    d = 1.0 - reset_probability
+    base = 1.0 / (counts.users + counts.products + d * counts.sources)
     inflow = F.coalesce(F.col(_INFLOW), F.lit(0.0))
     return _conform(
-        user_v.unionByName(product_v)
-        .crossJoin(F.broadcast(totals))
-        .withColumn(PAGERANK, base * (F.lit(1.0) + F.lit(d) * inflow)),
+        table.withColumn(PAGERANK, F.lit(base) * (F.lit(1.0) + F.lit(d) * inflow)),
         GRAPH_VERTEX_SCHEMA,
     )
+
+
+def graph_by_index(
+    users: DataFrame,
+    products: DataFrame,
+    recs: DataFrame,
+    user_map: DataFrame,
+    product_map: DataFrame,
+    reset_probability: float,
+) -> DataFrame:
+    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from integer ids (see degree_table): the
+    same figures as graph_dataframe(build_vertices(...), build_edges(...)). Runs one Spark job
+    for the counts; the pipeline calls the three steps itself, caching the degree table once.
+    """
+    table = degree_table(users, products, recs, user_map, product_map)
+    return with_pagerank(table, degree_counts(table), reset_probability)
 
 
 def graph_graphframes(

@@ -52,10 +52,12 @@ from spark_app.training.graph import (
     build_edges,
     choose_engine,
     concentration_of,
-    graph_by_index,
+    degree_counts,
+    degree_table,
     graph_graphframes,
     in_degree_histogram,
     vertex_table,
+    with_pagerank,
 )
 from spark_app.training.prepare import (
     attach_indices,
@@ -348,26 +350,32 @@ def run_training(
                 log.info("graph engine: %s (requested %s)", engine, cfg.graph.engine)
                 if engine == "dataframe":
                     # On the integer ids; the id maps are joined once per vertex for the labels.
-                    graph = graph_by_index(
-                        lists.select(USER_IDX),
-                        sides.select(PRODUCT_IDX),
-                        recs,
-                        user_map,
-                        product_map,
-                        cfg.graph.reset_probability,
+                    # One job counts what the PageRank and the concentration figures need.
+                    table = keep(
+                        degree_table(
+                            lists.select(USER_IDX),
+                            sides.select(PRODUCT_IDX),
+                            recs,
+                            user_map,
+                            product_map,
+                        )
                     )
+                    counts = degree_counts(table)
+                    histogram = counts.histogram
+                    graph = with_pagerank(table, counts, cfg.graph.reset_probability)
                 else:
                     vertices = vertex_table(
                         lists.select(USER_IDX), sides.select(PRODUCT_IDX), user_map, product_map
                     )
-                    graph = graph_graphframes(
-                        vertices,
-                        edges,
-                        iterations=cfg.graph.pagerank_iterations,
-                        reset_probability=cfg.graph.reset_probability,
+                    graph = keep(
+                        graph_graphframes(
+                            vertices,
+                            edges,
+                            iterations=cfg.graph.pagerank_iterations,
+                            reset_probability=cfg.graph.reset_probability,
+                        )
                     )
-                graph = keep(graph)
-                histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
+                    histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
                 draft.write_csv(VERTICES_CSV, graph, n_users + n_products)
                 n_edges = sum(degree * count for degree, count in histogram)
                 metrics["graph"] = {
