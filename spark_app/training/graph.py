@@ -288,7 +288,11 @@ class GraphCounts:
 
 
 def degree_counts(table: DataFrame) -> GraphCounts:
-    """GraphCounts of a degree_table(), in one Spark job (which fills its cache if cached)."""
+    """GraphCounts of a degree_table(), in one Spark job (which fills its cache if cached).
+
+    Small whatever the data: a row per vertex type, in-degree and has-out-edges, and there are
+    fewer distinct in-degrees than sqrt(2 * edges) + 1.
+    """
     require_columns(table, (VERTEX_TYPE, IN_DEGREE, OUT_DEGREE), "degree_counts")
     rows = (
         table.groupBy(VERTEX_TYPE, IN_DEGREE, (F.col(OUT_DEGREE) > 0).alias(_SOURCE))
