@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -59,6 +59,11 @@ PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
 _INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / outdeg(u)
+# The inflow is summed in fixed point, as integers: Spark adds a group's values in whatever
+# order its tasks deliver them, and a sum of doubles depends on the order (reruns on the same
+# data wrote PageRanks differing in their last digits). Each 1 / outdeg is rounded to
+# 2^-32 (an error below 1.2e-10); a product overflows a long beyond 2^31 in-edges.
+_INFLOW_SCALE = float(2**32)
 _SOURCE = "_source"  # degree_counts(): the vertex has out-edges
 
 VERTEX_SCHEMA = StructType(
@@ -163,6 +168,13 @@ def degrees(vertices: DataFrame, edges: DataFrame) -> DataFrame:
     )
 
 
+def inflow_sum(out_degree: Column) -> Column:
+    """Aggregate: the sum of 1 / out_degree over a group's rows, the same whatever their order
+    (see _INFLOW_SCALE)."""
+    scaled = F.round(F.lit(_INFLOW_SCALE) / out_degree).cast(LongType())
+    return F.sum(scaled) / F.lit(_INFLOW_SCALE)
+
+
 def pagerank_dataframe(
     vertices: DataFrame, edges: DataFrame, reset_probability: float
 ) -> DataFrame:
@@ -197,7 +209,7 @@ def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: floa
         .groupBy(F.col(EDGE_DST).alias(VERTEX_ID))
         .agg(
             F.count(F.lit(1)).alias(IN_DEGREE),
-            F.sum(1.0 / F.col(OUT_DEGREE)).alias(_INFLOW),
+            inflow_sum(F.col(OUT_DEGREE)).alias(_INFLOW),
         )
     )
     totals = vertices.agg(F.count(F.lit(1)).alias("_n")).crossJoin(
@@ -245,7 +257,7 @@ def degree_table(
         .groupBy(PRODUCT_IDX)
         .agg(
             F.count(F.lit(1)).alias(IN_DEGREE),
-            F.sum(1.0 / F.col(OUT_DEGREE)).alias(_INFLOW),
+            inflow_sum(F.col(OUT_DEGREE)).alias(_INFLOW),
         )
     )
     user_v = (
