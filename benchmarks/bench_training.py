@@ -11,7 +11,10 @@ same Spark session:
      costs. The JIT keeps compiling code that a cycle runs only a few times for several
      cycles, so the steady state is given as the median of the last half of the warm cycles.
      With --keep-state the warm cycles share the first cycle's state folder instead: the id
-     maps exist and no id is new, as in a streaming job's later runs,
+     maps exist and no id is new, as in a streaming job's later runs. After every warm
+     cycle a bare fit is timed again (--no-paired-fits to skip): each cycle is also given as
+     a ratio to the mean of the bare fits just before and after it, which a machine that is
+     slower or faster for a few minutes affects on both sides alike,
   4. optionally both top-N strategies on the first cycle's model,
   5. the `implicit` library's ALS on the same matrix (scipy CSR), same rank, iterations,
      regularization and confidence 1 + alpha * rating,
@@ -247,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="warm cycles reuse the first cycle's id maps (default: fresh state, new maps)",
     )
+    parser.add_argument(
+        "--paired-fits",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time a bare fit after every warm cycle too, for each cycle's ratio to the fits "
+        "on either side of it (default: on)",
+    )
     parser.add_argument("--strategies", action="store_true", help="also time both top-N ways")
     parser.add_argument("--skip-implicit", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
@@ -377,11 +387,20 @@ def main(argv: list[str] | None = None) -> int:
 
         # Warm cycles: the same work again in this JVM (fresh results and state folders).
         figures["warm_cycles"] = []
+        fit_before = timings["bare_fit_all_pairs_after"]
         for i in range(1, args.warm_cycles + 1):
             warm, jvm_work = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
             warm_manifest = json.loads((warm.path / "manifest.json").read_text())
+            paired: dict[str, float] = {}
+            if args.paired_fits:
+                label = f"bare_fit_after_warm_cycle_{i}"
+                timed(label, lambda: fit_als(pairs, als), timings)
+                fit_after = timings[label]
+                paired = {"bare_fit_before": fit_before, "bare_fit_after": fit_after}
+                fit_before = fit_after
             figures["warm_cycles"].append(
                 {
+                    **paired,
                     "stages": warm_manifest["timings_seconds"],
                     "jobs": stage_jobs.take(),
                     "jvm": jvm_work,
@@ -467,6 +486,21 @@ def main(argv: list[str] | None = None) -> int:
             "median_cycle_seconds": steady[1],
             "ratio_to_bare_fit": round(steady[1] / bare, 2),
         }
+    # Paired: each warm cycle against the mean of the bare fits timed just before and just
+    # after it, so that a machine slower or faster for a while weighs on both sides alike.
+    paired = [
+        warm["stages"]["total"] / ((warm["bare_fit_before"] + warm["bare_fit_after"]) / 2)
+        for warm in figures["warm_cycles"]
+        if "bare_fit_after" in warm
+    ]
+    for warm, ratio in zip(figures["warm_cycles"], paired, strict=False):
+        warm["ratio_to_paired_fits"] = round(ratio, 2)
+    steady_paired = steady_state(paired)
+    if steady_paired is not None:
+        figures["steady_state_paired"] = {
+            "warm_cycles": f"{steady_paired[0]}-{len(paired)}",
+            "median_ratio_to_paired_fits": round(steady_paired[1], 2),
+        }
     if "implicit_fit_cg" in timings:
         figures["ratio_spark_fit_to_implicit_cg"] = round(bare / timings["implicit_fit_cg"], 2)
         figures["ratio_spark_fit_to_implicit_cholesky"] = round(
@@ -480,16 +514,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{jvm_note(figures['cycle_jvm'])})"
     )
     for i, warm in enumerate(figures["warm_cycles"], start=1):
+        pair = (
+            f"; {warm['ratio_to_paired_fits']}x the bare fits beside it "
+            f"({warm['bare_fit_before']:.2f}, {warm['bare_fit_after']:.2f} s)"
+            if "ratio_to_paired_fits" in warm
+            else ""
+        )
         print(
             f"warm cycle {i} {warm['stages']['total']:.1f} s / bare fit {bare:.2f} s = "
-            f"{figures[f'ratio_warm_cycle_{i}_to_bare_fit']}x (same JVM, same data, same work; "
-            f"{jvm_note(warm['jvm'])})"
+            f"{figures[f'ratio_warm_cycle_{i}_to_bare_fit']}x{pair} (same JVM, same data, "
+            f"same work; {jvm_note(warm['jvm'])})"
         )
     if steady is not None:
         print(
             f"steady state (median of warm cycles {figures['steady_state']['warm_cycles']}) "
             f"{steady[1]:.1f} s / bare fit {bare:.2f} s = "
             f"{figures['steady_state']['ratio_to_bare_fit']}x"
+        )
+    if steady_paired is not None:
+        print(
+            f"steady state, paired (median of warm cycles "
+            f"{figures['steady_state_paired']['warm_cycles']}, each cycle / the mean of the bare "
+            f"fits before and after it) = "
+            f"{figures['steady_state_paired']['median_ratio_to_paired_fits']}x"
         )
     if args.json:
         args.json.write_text(text + "\n")
