@@ -392,16 +392,15 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(1, args.warm_cycles + 1):
             warm, jvm_work = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
             warm_manifest = json.loads((warm.path / "manifest.json").read_text())
-            paired: dict[str, float] = {}
+            fits_beside: dict[str, float] = {}
             if args.paired_fits:
                 label = f"bare_fit_after_warm_cycle_{i}"
                 timed(label, lambda: fit_als(pairs, als), timings)
-                fit_after = timings[label]
-                paired = {"bare_fit_before": fit_before, "bare_fit_after": fit_after}
-                fit_before = fit_after
+                fits_beside = {"bare_fit_before": fit_before, "bare_fit_after": timings[label]}
+                fit_before = timings[label]
             figures["warm_cycles"].append(
                 {
-                    **paired,
+                    **fits_beside,
                     "stages": warm_manifest["timings_seconds"],
                     "jobs": stage_jobs.take(),
                     "jvm": jvm_work,
