@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys_contract.runs import LATEST, format_latest
+
 BASE_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 METRIC_NAMES = ("rmse", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage")
 
@@ -262,13 +264,10 @@ def write_run(
 
 
 def point_latest(results: Path, run_id: str) -> None:
-    """Replace ``results/latest`` atomically with a link to ``runs/<run_id>``."""
-    link = Path(results) / "latest"
-    tmp_link = Path(results) / ".latest.tmp"
-    if tmp_link.is_symlink():
-        tmp_link.unlink()
-    tmp_link.symlink_to(Path("runs") / run_id)
-    os.replace(tmp_link, link)
+    """Replace the ``results/latest`` pointer file atomically with one naming ``run_id``."""
+    tmp = Path(results) / ".latest.tmp"
+    tmp.write_text(format_latest(run_id))
+    os.replace(tmp, Path(results) / LATEST)
 
 
 def write_rejected(results: Path, *, sequence: int, n_users: int = 30) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import matplotlib
 
+from recsys_contract.runs import LATEST
 from visualize.errors import VisualizeError
-from visualize.loading import LATEST
 from visualize.plots import PlotOptions
 from visualize.report import render_run
 from visualize.watch import watch

@@ -1,7 +1,7 @@
 """Export: write a run under results/.tmp-<run_id>, publish it by one rename, move `latest`.
 
 A reader never sees a half-written run: until the rename the run is a dot-folder (readers
-ignore those); `latest` is a symlink replaced with os.replace. A crash mid-export leaves only
+ignore those); `latest` is a pointer file replaced with os.replace. A crash mid-export leaves only
 the .tmp-<run_id> folder, removed by clean_stale_tmp() at the start of the next run.
 Layout and file formats: docs/run-format.md.
 """
@@ -10,41 +10,36 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import math
 import os
 import shutil
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 
+from recsys_contract.runs import (
+    LATEST,
+    MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    REJECTED_DIR,
+    RUNS_DIR,
+    TMP_PREFIX,
+    Manifest,
+    Metrics,
+    format_latest,
+    parse_latest,
+)
+
 log = logging.getLogger(__name__)
 
-RUNS = "runs"
-REJECTED = "rejected"
-LATEST = "latest"
-TMP_PREFIX = ".tmp-"
-MODEL_DIR = "model"
-MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-VERTICES_CSV = "vertices.csv"
-EDGES_CSV = "edges.csv"
-POPULAR_CSV = "popular.csv"
 # Up to this many rows a CSV is one file (one task writes it); above, a folder of part files
 # each with the header, as docs/run-format.md allows.
 SINGLE_CSV_MAX_ROWS = 5_000_000
-
-
-def make_run_id(sequence: int, now: datetime) -> str:
-    """`YYYYMMDDTHHMMSSZ-<seq:06d>` (UTC): sorts by time."""
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{sequence:06d}"
 
 
 def tmp_dir(results: Path, run_id: str) -> Path:
@@ -67,21 +62,9 @@ def clean_stale_tmp(results: Path) -> list[Path]:
     return removed
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(obj: dict[str, Any], path: Path) -> None:
-    """Write `obj` as indented JSON (NaN -> null)."""
-    path.write_text(json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+def write_json(document: Manifest | Metrics, path: Path) -> None:
+    """Write a run's manifest or metrics as indented JSON (NaN -> null)."""
+    path.write_text(document.to_json())
 
 
 def csv_header(columns: list[str]) -> str:
@@ -136,17 +119,22 @@ def publish(tmp: Path, final: Path) -> None:
 
 
 def point_latest(results: Path, run_id: str) -> None:
-    """Make results/latest point at runs/<run_id> (relative link), replacing it atomically."""
+    """Make the results/latest pointer name `run_id`, replacing it atomically (a reader sees
+    the old or the new id). An older layout's `latest` symlink is replaced the same way."""
     link = results / LATEST
-    tmp_link = results / f"{TMP_PREFIX}latest-{uuid.uuid4().hex[:8]}"
-    os.symlink(Path(RUNS) / run_id, tmp_link)
-    os.replace(tmp_link, link)
+    tmp = results / f"{TMP_PREFIX}latest-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(format_latest(run_id))
+    if link.is_symlink():
+        log.info("results/latest was a symlink (older layout): now a pointer file")
+    os.replace(tmp, link)
 
 
 def latest_run_id(results: Path) -> str | None:
-    """The run `latest` points at, or None."""
+    """The run `latest` names, or None."""
     link = results / LATEST
-    return os.readlink(link).rstrip("/").split("/")[-1] if link.is_symlink() else None
+    if link.is_symlink():  # the older layout
+        return os.readlink(link).rstrip("/").split("/")[-1]
+    return parse_latest(link.read_text()) if link.is_file() else None
 
 
 class RunDraft:
@@ -197,16 +185,16 @@ class RunDraft:
 
     def publish(
         self,
-        metrics: dict[str, Any],
-        manifest: dict[str, Any],
+        metrics: Metrics,
+        manifest: Manifest,
         timings: dict[str, float] | None = None,
         cycle_started: float | None = None,
     ) -> Path:
         """Wait for every file, write metrics and manifest, publish under runs/, move `latest`.
 
-        If `timings` is given, its "export" (from the draft's start: it overlaps the stages
-        that ran meanwhile) and "total" (from `cycle_started`, a perf_counter value) are filled
-        in just before the manifest is written.
+        If `timings` (the manifest's timings_seconds) is given, its "export" (from the draft's
+        start: it overlaps the stages that ran meanwhile) and "total" (from `cycle_started`, a
+        perf_counter value) are filled in just before the manifest is written.
         """
         self._wait()
         write_json(metrics, self.path / METRICS)
@@ -216,7 +204,7 @@ class RunDraft:
             if cycle_started is not None:
                 timings["total"] = round(now - cycle_started, 3)
         write_json(manifest, self.path / MANIFEST)
-        final = self.results / RUNS / self.run_id
+        final = self.results / RUNS_DIR / self.run_id
         publish(self.path, final)
         point_latest(self.results, self.run_id)
         log.info("published run %s at %s; latest -> %s", self.run_id, final, self.run_id)
@@ -224,14 +212,14 @@ class RunDraft:
 
 
 def export_rejected(
-    results: Path, run_id: str, *, metrics: dict[str, Any], manifest: dict[str, Any]
+    results: Path, run_id: str, *, metrics: Metrics, manifest: Manifest
 ) -> Path:
     """Write metrics and manifest of a rejected run under rejected/; `latest` is left alone."""
     tmp = tmp_dir(results, run_id)
     tmp.mkdir(parents=True, exist_ok=False)
     write_json(metrics, tmp / METRICS)
     write_json(manifest, tmp / MANIFEST)
-    final = results / REJECTED / run_id
+    final = results / REJECTED_DIR / run_id
     publish(tmp, final)
     log.info("rejected run %s recorded at %s; latest unchanged", run_id, final)
     return final

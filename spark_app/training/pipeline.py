@@ -12,13 +12,25 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from recsys_contract.runs import (
+    CREATED_AT_FORMAT,
+    EDGES_CSV,
+    POPULAR_CSV,
+    VERTICES_CSV,
+    EventCounts,
+    GraphFigures,
+    KafkaSpan,
+    Manifest,
+    Metrics,
+    make_run_id,
+)
 from spark_app.config import AppConfig
 from spark_app.schema import (
     PRODUCT_ID,
@@ -39,15 +51,7 @@ from spark_app.training.evaluate import (
     recommendations_of,
     score_user_lists,
 )
-from spark_app.training.export import (
-    EDGES_CSV,
-    POPULAR_CSV,
-    VERTICES_CSV,
-    RunDraft,
-    clean_stale_tmp,
-    export_rejected,
-    make_run_id,
-)
+from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
 from spark_app.training.graph import (
     build_edges,
     choose_engine,
@@ -95,7 +99,7 @@ class TrainingOutcome:
     accepted: bool
     reason: str
     path: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: Metrics
 
 
 @contextmanager
@@ -252,50 +256,47 @@ def run_training(
             cfg.evaluation.accept_margin,
         )
         log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
-        metrics: dict[str, Any] = {
-            "k": cfg.evaluation.k,
-            "split": cfg.evaluation.split,
-            "test_users": evaluation["test_users"],
-            "model": evaluation["model"],
-            "baseline": evaluation["baseline"],
-            "accept_metric": cfg.evaluation.accept_metric,
-            "accept_margin": cfg.evaluation.accept_margin,
-            "accepted": accepted,
-            "graph": None,
-        }
-        manifest: dict[str, Any] = {
-            "run_id": run_id,
-            "sequence": sequence,
-            "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "accepted": accepted,
-            "reason": reason,
-            "events": {
+        metrics = Metrics(
+            k=cfg.evaluation.k,
+            split=cfg.evaluation.split,
+            test_users=evaluation["test_users"],
+            model=evaluation["model"],
+            baseline=evaluation["baseline"],
+            accept_metric=cfg.evaluation.accept_metric,
+            accept_margin=cfg.evaluation.accept_margin,
+            accepted=accepted,
+        )
+        manifest = Manifest(
+            run_id=run_id,
+            sequence=sequence,
+            created_at=created.strftime(CREATED_AT_FORMAT),
+            accepted=accepted,
+            reason=reason,
+            events=EventCounts(
                 **event_counts,
-                "users": n_users,
-                "products": n_products,
-                "pairs": n_pairs,
-                "train_pairs": n_train,
-                "test_pairs": n_test,
-            },
-            "window_events": cfg.training.window_events,
-            "kafka": {
-                "topic": cfg.kafka.topic,
-                "offsets": {str(p): list(o) for p, o in (kafka_offsets or {}).items()},
-            },
-            "parameters": {
+                users=n_users,
+                products=n_products,
+                pairs=n_pairs,
+                train_pairs=n_train,
+                test_pairs=n_test,
+            ),
+            window_events=cfg.training.window_events,
+            kafka=KafkaSpan(
+                topic=cfg.kafka.topic,
+                offsets={str(p): list(o) for p, o in (kafka_offsets or {}).items()},
+            ),
+            parameters={
                 "als": cfg.als.model_dump(mode="json"),
                 "evaluation": cfg.evaluation.model_dump(mode="json"),
                 "recommend": {
                     **cfg.recommend.model_dump(mode="json"),
-                    "strategy": cfg.recommend.strategy,
                     "refit_on_all_pairs": cfg.evaluation.refit_on_all_pairs,
                 },
                 "graph": cfg.graph.model_dump(mode="json"),
             },
-            "timings_seconds": timings,
-            "spark": {"version": spark.version, "master": spark.sparkContext.master},
-            "graph_engine": None,
-        }
+            timings_seconds=timings,
+            spark={"version": spark.version, "master": spark.sparkContext.master},
+        )
 
         if not accepted:
             timings["total"] = round(time.perf_counter() - cycle_started, 3)
@@ -378,14 +379,17 @@ def run_training(
                     histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
                 draft.write_csv(VERTICES_CSV, graph, n_users + n_products)
                 n_edges = sum(degree * count for degree, count in histogram)
-                metrics["graph"] = {
-                    "vertices": n_users + n_products,
-                    "edges": n_edges,
-                    "users": n_users,
-                    "products": n_products,
-                    **concentration_of(histogram),
-                }
-                manifest["graph_engine"] = engine
+                metrics = replace(
+                    metrics,
+                    graph=GraphFigures(
+                        vertices=n_users + n_products,
+                        edges=n_edges,
+                        users=n_users,
+                        products=n_products,
+                        **concentration_of(histogram),
+                    ),
+                )
+                manifest = replace(manifest, graph_engine=engine)
 
             # timings["export"]: from the draft's start, across the recommend and graph stages.
             path = draft.publish(metrics, manifest, timings, cycle_started)

@@ -116,14 +116,6 @@ def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> Dat
     )
 
 
-def extend_id_map(
-    current: DataFrame, ids: DataFrame, id_col: str, idx_col: str, start: int
-) -> DataFrame:
-    """The current map plus every id of `ids` it lacks; existing ids keep their index."""
-    new = number_ids(missing_ids(current, ids, id_col), id_col, idx_col, start)
-    return current.select(id_col, idx_col).unionByName(new)
-
-
 def _read_pointer(map_dir: Path) -> str | None:
     pointer = map_dir / ID_MAP_POINTER
     if not pointer.is_file():

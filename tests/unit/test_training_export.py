@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from recsys_contract.runs import EventCounts, KafkaSpan, Manifest, Metrics
 from spark_app.training.export import RunDraft, csv_header, write_csv
+
+METRICS = Metrics(k=10, split="random", test_users=1, model={}, baseline={},
+                  accept_metric="ndcg_at_k", accept_margin=0.0, accepted=True)
+MANIFEST = Manifest(run_id="run-1", sequence=1, created_at="2026-12-03T00:00:00Z",
+                    accepted=True, reason="test", events=EventCounts(1, 1, 1), window_events=0,
+                    kafka=KafkaSpan("sales"))
 
 
 def _single_task_csv(df, folder: Path) -> bytes:
@@ -55,7 +62,7 @@ def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
     df = spark.createDataFrame([("u1", 1)], "id string, rank int")
     with RunDraft(tmp_path, "run-1") as draft:
         draft.write_csv("edges.csv", df)
-        path = draft.publish({"k": 10}, {"run_id": "run-1"})
+        path = draft.publish(METRICS, MANIFEST)
     assert sorted(p.name for p in path.iterdir()) == [
         "edges.csv",
         "manifest.json",

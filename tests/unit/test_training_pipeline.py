@@ -55,6 +55,10 @@ def _previous_run(results: Path) -> None:
     point_latest(results, "20260101T000000Z-000001")
 
 
+def _latest(results: Path) -> Path:
+    return results / "runs" / str(latest_run_id(results))
+
+
 def _visible(results: Path) -> tuple[list[str], str | None]:
     runs = sorted(p.name for p in (results / "runs").iterdir() if not p.name.startswith("."))
     return runs, latest_run_id(results)
@@ -78,7 +82,7 @@ def planted(spark, tmp_path_factory) -> tuple[Path, TrainingOutcome, list[tuple]
 def test_planted_segments_beat_popularity_at_least_twice(planted) -> None:
     _, outcome, _ = planted
     metrics = outcome.metrics
-    assert metrics["model"]["ndcg_at_k"] >= 2 * metrics["baseline"]["ndcg_at_k"]
+    assert metrics.model["ndcg_at_k"] >= 2 * metrics.baseline["ndcg_at_k"]
 
 
 def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
@@ -88,13 +92,13 @@ def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
 
 def test_latest_points_at_the_published_run(planted) -> None:
     results, outcome, _ = planted
-    assert (results / "latest").resolve() == outcome.path.resolve()
+    assert latest_run_id(results) == outcome.run_id == outcome.path.name
 
 
 def test_csv_headers_follow_the_run_format(planted) -> None:
     results, _, _ = planted
     headers = {
-        name: (results / "latest" / name).read_text().splitlines()[0]
+        name: (_latest(results) / name).read_text().splitlines()[0]
         for name in ("vertices.csv", "edges.csv", "popular.csv")
     }
     assert headers == {
@@ -106,7 +110,7 @@ def test_csv_headers_follow_the_run_format(planted) -> None:
 
 def test_no_user_is_recommended_what_they_bought(spark, planted) -> None:
     results, _, rows = planted
-    edges = spark.read.option("header", True).csv(str(results / "latest" / "edges.csv"))
+    edges = spark.read.option("header", True).csv(str(_latest(results) / "edges.csv"))
     bought = events_df(spark, rows).select(
         F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
     )
@@ -116,7 +120,7 @@ def test_no_user_is_recommended_what_they_bought(spark, planted) -> None:
 def test_manifest_counts_every_pair_user_and_product_of_the_events(planted) -> None:
     # Every event is mapped and aggregated by integer pair: nothing dropped, nothing split.
     results, _, rows = planted
-    manifest = json.loads((results / "latest" / "manifest.json").read_text())
+    manifest = json.loads((_latest(results) / "manifest.json").read_text())
     counted = {key: manifest["events"][key] for key in ("pairs", "users", "products")}
     assert counted == {
         "pairs": len({(row[1], row[2]) for row in rows}),
@@ -127,7 +131,7 @@ def test_manifest_counts_every_pair_user_and_product_of_the_events(planted) -> N
 
 def test_manifest_records_offsets_engine_and_timings(planted) -> None:
     results, _, _ = planted
-    manifest = json.loads((results / "latest" / "manifest.json").read_text())
+    manifest = json.loads((_latest(results) / "manifest.json").read_text())
     summary = (
         manifest["kafka"]["offsets"],
         manifest["graph_engine"],
@@ -243,8 +247,8 @@ def test_other_recommend_paths_give_the_same_graph_shape(spark, planted, tmp_pat
         F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
     )
     assert (outcome.accepted, sorted(p.name for p in outcome.path.iterdir())) == (True, RUN_FILES)
-    assert {key: outcome.metrics["graph"][key] for key in ("vertices", "edges", "users")} == {
-        key: default.metrics["graph"][key] for key in ("vertices", "edges", "users")
+    assert {key: getattr(outcome.metrics.graph, key) for key in ("vertices", "edges", "users")} == {
+        key: getattr(default.metrics.graph, key) for key in ("vertices", "edges", "users")
     }
     assert edges.join(bought, ["src", "dst"]).count() == 0
 

@@ -20,11 +20,18 @@ from visualize.errors import (
 from visualize.loading import load_history, load_run, resolve_run
 
 
-def test_latest_follows_the_symlink(tmp_path: Path) -> None:
+def test_latest_follows_the_pointer(tmp_path: Path) -> None:
     first = write_run(tmp_path, sequence=1)
     second = write_run(tmp_path, sequence=2)
     assert resolve_run(tmp_path).name == second.run_id
     assert resolve_run(tmp_path, first.run_id) == first.path
+
+
+def test_latest_of_the_older_layout_a_symlink_still_works(tmp_path: Path) -> None:
+    first = write_run(tmp_path, sequence=1, update_latest=False)
+    write_run(tmp_path, sequence=2, update_latest=False)
+    (tmp_path / "latest").symlink_to(Path("runs") / first.run_id)
+    assert resolve_run(tmp_path).name == first.run_id
 
 
 def test_latest_falls_back_to_newest_run_without_link(tmp_path: Path) -> None:
