@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from infra.java import use_preferred_java
-    from spark_app.config import load_config
+    from recsys_contract.config import load_config
     from spark_app.schema import PRODUCT_IDX, USER_IDX
     from spark_app.session import create_session
     from spark_app.training import run_training

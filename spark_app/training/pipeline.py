@@ -19,6 +19,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from recsys_contract.config import AppConfig
 from recsys_contract.runs import (
     CREATED_AT_FORMAT,
     EDGES_CSV,
@@ -31,7 +32,6 @@ from recsys_contract.runs import (
     Metrics,
     make_run_id,
 )
-from spark_app.config import AppConfig
 from spark_app.schema import (
     PRODUCT_ID,
     PRODUCT_IDX,

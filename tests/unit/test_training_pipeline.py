@@ -11,7 +11,7 @@ from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_app.config import AppConfig, load_config
+from recsys_contract.config import AppConfig, load_config
 from spark_app.schema import EVENT_TIME, PRODUCT_ID, PRODUCT_IDX, QUANTITY, USER_ID, USER_IDX
 from spark_app.training import TrainingOutcome, run_training
 from spark_app.training import export as export_module

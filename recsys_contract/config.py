@@ -1,4 +1,4 @@
-"""The job's settings: conf/defaults.yaml, overridden by a file and by `key=value` pairs.
+"""Every part's settings: conf/defaults.yaml, overridden by a file and by `key=value` pairs.
 
 `load_config()` reads everything once at start and validates it; a wrong key or value raises
 `InvalidConfigError` naming the key. Library code receives plain values, not this object.
@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from spark_app.errors import InvalidConfigError
+from recsys_contract.errors import InvalidConfigError
 
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "conf" / "defaults.yaml"
 # Mappings whose keys are free (not known in advance): an override adds or replaces entries.
