@@ -116,7 +116,6 @@ class RecommendConfig(_Section):
     top_n: int = Field(gt=0)
     exclude_purchased: bool
     popular_n: int = Field(gt=0)
-    strategy: Literal["blocked", "spark"]
 
 
 class GraphConfig(_Section):

@@ -262,3 +262,6 @@ class Metrics(_Json):
     accept_margin: float
     accepted: bool
     graph: GraphFigures | None = None
+    feedback: str = "implicit"  # implicit | explicit (als.implicit_prefs): what the model fitted
+    rmse_against: str = "preference"  # preference (1.0 per held-out pair) | rating
+    rmse_pairs: int | None = None  # held-out pairs of known users and products the RMSE covers

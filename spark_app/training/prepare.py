@@ -21,6 +21,7 @@ import shutil
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
@@ -213,3 +214,19 @@ def attach_indices(rows: DataFrame, user_map: DataFrame, product_map: DataFrame)
     return rows.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
         product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_ID
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The prepare stage's result: the live id maps (users, products) and the events
+    aggregated by integer pair, clustered by user (lazy: the split stage runs and caches it)."""
+
+    maps: tuple[DataFrame, DataFrame]
+    pairs: DataFrame
+
+
+def prepare(spark: SparkSession, events: DataFrame, maps_dir: Path) -> Prepared:
+    """Integer ids first (the maps from the events' ids), then the pairs by integer id."""
+    user_map, product_map = update_id_maps(spark, events, maps_dir)
+    return Prepared((user_map, product_map),
+                    pairs_by_user(attach_indices(events, user_map, product_map)))

@@ -1,0 +1,70 @@
+"""A training run's settings as plain values, read from the config once per run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recsys_contract.config import AppConfig
+from spark_app.training.split import SplitSettings
+
+
+@dataclass(frozen=True)
+class AlsSettings:
+    """Spark MLlib ALS's hyper-parameters (als.* in conf/defaults.yaml)."""
+
+    rank: int
+    max_iter: int
+    reg_param: float
+    alpha: float
+    implicit_prefs: bool
+    seed: int
+    num_blocks: int  # 0 = the session's default parallelism
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs to know, and the parameters its manifest records."""
+
+    results: Path
+    state: Path
+    topic: str
+    window_events: int
+    split: SplitSettings
+    als: AlsSettings
+    k: int
+    accept_metric: str
+    accept_margin: float
+    refit: bool
+    top_n: int
+    exclude_purchased: bool
+    popular_n: int
+    graph_engine: str
+    pagerank_iterations: int
+    reset_probability: float
+    parameters: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, cfg: AppConfig) -> RunSettings:
+        e, r, g = cfg.evaluation, cfg.recommend, cfg.graph
+        return cls(
+            results=Path(cfg.paths.results).resolve(),
+            state=Path(cfg.paths.state).resolve(),
+            topic=cfg.kafka.topic,
+            window_events=cfg.training.window_events,
+            split=SplitSettings(e.split, e.test_fraction, e.seed, cfg.als.implicit_prefs),
+            als=AlsSettings(**cfg.als.model_dump()),
+            k=e.k,
+            accept_metric=e.accept_metric,
+            accept_margin=e.accept_margin,
+            refit=e.refit_on_all_pairs,
+            top_n=r.top_n,
+            exclude_purchased=r.exclude_purchased,
+            popular_n=r.popular_n,
+            graph_engine=g.engine,
+            pagerank_iterations=g.pagerank_iterations,
+            reset_probability=g.reset_probability,
+            parameters={section: getattr(cfg, section).model_dump(mode="json")
+                        for section in ("als", "evaluation", "recommend", "graph")},
+        )
