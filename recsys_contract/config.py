@@ -109,6 +109,8 @@ class EvaluationConfig(_Section):
         "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage"
     ]
     accept_margin: float = Field(ge=0, lt=1)
+    rmse_margin: float = Field(ge=0, lt=1)
+    bias_reg: float = Field(ge=0)
     refit_on_all_pairs: bool
 
 

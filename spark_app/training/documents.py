@@ -18,7 +18,9 @@ def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool) -> Metric
     return Metrics(
         k=s.k, split=s.split.mode, test_users=evaluation.test_users,
         model=evaluation.model, baseline=evaluation.baseline,
-        accept_metric=s.accept_metric, accept_margin=s.accept_margin, accepted=accepted,
+        accept_metric=s.accept_metric if s.als.implicit_prefs else "rmse",
+        accept_margin=s.accept_margin if s.als.implicit_prefs else s.rmse_margin,
+        accepted=accepted,
         feedback="implicit" if s.als.implicit_prefs else "explicit",
         rmse_against=rmse_against(s.als.implicit_prefs), rmse_pairs=evaluation.rmse_pairs,
     )

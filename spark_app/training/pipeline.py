@@ -25,12 +25,13 @@ from spark_app.schema import PRODUCT_IDX, USER_IDX
 from spark_app.session import graphframes_jar_loaded
 from spark_app.training.als import build_als, fit_als, resolve_blocks
 from spark_app.training.documents import manifest_of, metrics_of
-from spark_app.training.evaluate import decide
+from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
 from spark_app.training.graph import build_edges, build_graph, choose_engine
 from spark_app.training.prepare import prepare
 from spark_app.training.recommend import named_recommendations, published_popular
 from spark_app.training.scoring import (
+    Evaluation,
     evaluation_of,
     item_vectors,
     recommendations_of,
@@ -84,8 +85,7 @@ def run_training(
             warming.exception()  # waits for it (a failure was logged)
             scored = keep(score(model, split, s, top_n=0 if s.refit else s.top_n, spark=spark))
             evaluation = evaluation_of(scored, split.sizes.products)
-        accepted, reason = decide(evaluation.model, evaluation.baseline, s.accept_metric,
-                                  s.accept_margin)
+        evaluation, accepted, reason = judge(evaluation, split, s)
         log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
         metrics = metrics_of(s, evaluation, accepted)
         manifest = manifest_of(s, run_id, sequence, created, accepted, reason, event_counts,
@@ -142,6 +142,18 @@ def score(model: ALSModel, split: Split, s: RunSettings, *, top_n: int,
                        split.baseline_popular, k=s.k, top_n=top_n,
                        exclude_purchased=s.exclude_purchased,
                        num_chunks=scoring_chunks(split.sizes.users, parallelism))
+
+
+def judge(evaluation: Evaluation, split: Split,
+          s: RunSettings) -> tuple[Evaluation, bool, str]:
+    """The verdict: implicit mode compares the ranking metric with the popularity list's,
+    explicit mode the RMSE with the rating baseline's (whose RMSE becomes the baseline's)."""
+    if s.als.implicit_prefs:
+        return evaluation, *decide(evaluation.model, evaluation.baseline, s.accept_metric,
+                                   s.accept_margin)
+    bias = bias_baseline_rmse(split.train, split.test, s.bias_reg)
+    evaluation = replace(evaluation, baseline={**evaluation.baseline, "rmse": bias})
+    return evaluation, *decide_by_rmse(evaluation.model["rmse"], bias, s.rmse_margin)
 
 
 # --- bookkeeping ---------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ class RunSettings:
     k: int
     accept_metric: str
     accept_margin: float
+    rmse_margin: float
+    bias_reg: float
     refit: bool
     top_n: int
     exclude_purchased: bool
@@ -58,6 +60,8 @@ class RunSettings:
             k=e.k,
             accept_metric=e.accept_metric,
             accept_margin=e.accept_margin,
+            rmse_margin=e.rmse_margin,
+            bias_reg=e.bias_reg,
             refit=e.refit_on_all_pairs,
             top_n=r.top_n,
             exclude_purchased=r.exclude_purchased,

@@ -171,6 +171,7 @@ class Split:
 
     pairs: DataFrame
     train: DataFrame
+    test: DataFrame
     lists: DataFrame  # side_lists()
     sides: DataFrame  # product_sides()
     baseline_popular: DataFrame  # the training side's popular list: (rank, product_idx, ...)
@@ -183,11 +184,11 @@ def split_stage(
     """Flag the held-out pairs and derive both sides' per-user and per-product tables; one job
     counts everything (and fills the tables `cache` keeps)."""
     flagged = cache(flag_held_out(pairs, settings.mode, settings.test_fraction, settings.seed))
-    train, _ = split_flagged(flagged)
+    train, test = split_flagged(flagged)
     lists = cache(side_lists(flagged, held_label(settings.implicit_prefs)))
     sides = cache(product_sides(flagged))
     sizes = SplitSizes(**side_sizes(lists, sides))
     log.info("%d pairs of %d users and %d products; split %s: %d train, %d test pairs",
              sizes.pairs, sizes.users, sizes.products, settings.mode, sizes.train, sizes.test)
-    return Split(flagged.drop(HELD_OUT), train, lists, sides,
+    return Split(flagged.drop(HELD_OUT), train, test, lists, sides,
                  rank_popular(training_side(sides)), sizes)

@@ -23,7 +23,7 @@ from spark_app.training.export import (
 )
 from spark_app.training.pipeline import warm_python_workers
 from spark_app.training.scoring import Evaluation
-from tests.training_data import events_df, planted_events, uniform_events
+from tests.training_data import events_df, planted_events, rated_events, uniform_events
 
 RUN_FILES = ["edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"]
 
@@ -157,6 +157,30 @@ def test_uniform_purchases_do_not_let_the_model_claim_a_real_gain(spark, tmp_pat
     outcome = run_training(spark, events_df(spark, rows), _config(tmp_path, "als.seed=42"),
                            sequence=1, event_counts=_counts(rows))
     assert outcome.metrics.model["ndcg_at_k"] < 1.2 * outcome.metrics.baseline["ndcg_at_k"]
+
+
+EXPLICIT = ("als.implicit_prefs=false", "als.rank=4", "als.max_iter=15", "als.reg_param=0.1")
+
+
+def test_explicit_mode_beats_the_bias_baseline_by_rmse_and_is_published(spark, tmp_path):
+    rows = rated_events()
+    outcome = run_training(spark, events_df(spark, rows), _config(tmp_path, *EXPLICIT),
+                           sequence=1, event_counts=_counts(rows))
+    m = outcome.metrics
+    assert (outcome.accepted, m.accept_metric, m.feedback, m.rmse_against,
+            m.model["rmse"] < 0.96 * m.baseline["rmse"]) == (
+        True, "rmse", "explicit", "rating", True)
+
+
+def test_a_run_rejected_by_rmse_is_recorded_with_its_reason(spark, tmp_path):
+    rows = rated_events()
+    outcome = run_training(spark, events_df(spark, rows),
+                           _config(tmp_path, *EXPLICIT, "evaluation.rmse_margin=0.9"),
+                           sequence=1, event_counts=_counts(rows))
+    recorded = json.loads((outcome.path / "manifest.json").read_text())["reason"]
+    assert (outcome.accepted, outcome.path.parent.name, recorded) == (
+        False, "rejected", outcome.reason)
+    assert recorded.startswith("model rmse ") and "> bias baseline" in recorded
 
 
 def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> None:
