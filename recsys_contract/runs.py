@@ -67,6 +67,8 @@ PRODUCT_VERTEX_PREFIX = "p:"
 # --- metrics ----------------------------------------------------------------------------------
 RANKING_METRIC_NAMES: tuple[str, ...] = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 METRIC_NAMES: tuple[str, ...] = ("rmse", *RANKING_METRIC_NAMES, "coverage")
+BEYOND_ACCURACY_NAMES: tuple[str, ...] = (
+    "catalog_coverage", "gini", "novelty", "intra_list_diversity")
 ACCEPT_METRICS: tuple[str, ...] = (*RANKING_METRIC_NAMES, "coverage")
 MODEL = "model"
 BASELINE = "baseline"
@@ -250,6 +252,16 @@ class GraphFigures(_Json):
 
 
 @dataclass(frozen=True)
+class BeyondAccuracy(_Json):
+    """What the served recommendations look like beyond hitting held-out purchases."""
+
+    catalog_coverage: float | None  # share of the catalog recommended to at least one user
+    gini: float | None  # Gini of how often each product is recommended (0 = even, 1 = one)
+    novelty: float | None  # mean self-information -log2(share of users who bought it)
+    intra_list_diversity: float | None  # mean over lists of mean pairwise 1 - cosine (factors)
+
+
+@dataclass(frozen=True)
 class Metrics(_Json):
     """metrics.json: the model and its baseline on the held-out pairs, and the verdict."""
 
@@ -265,3 +277,4 @@ class Metrics(_Json):
     feedback: str = "implicit"  # implicit | explicit (als.implicit_prefs): what the model fitted
     rmse_against: str = "preference"  # preference (1.0 per held-out pair) | rating
     rmse_pairs: int | None = None  # held-out pairs of known users and products the RMSE covers
+    beyond_accuracy: BeyondAccuracy | None = None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from pyspark.sql import SparkSession
 
-from recsys_contract.runs import CREATED_AT_FORMAT, EventCounts, KafkaSpan, Manifest, Metrics
+from recsys_contract.runs import (
+    CREATED_AT_FORMAT,
+    BeyondAccuracy,
+    EventCounts,
+    KafkaSpan,
+    Manifest,
+    Metrics,
+)
 from spark_app.training.evaluate import rmse_against
+from spark_app.training.graph import RecommendationGraph
 from spark_app.training.scoring import Evaluation
 from spark_app.training.settings import RunSettings
 from spark_app.training.split import SplitSizes
@@ -41,3 +50,13 @@ def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, a
         parameters=s.parameters, timings_seconds=timings,
         spark={"version": spark.version, "master": spark.sparkContext.master},
     )
+
+
+def with_graph(metrics: Metrics, graph: RecommendationGraph, sizes: SplitSizes,
+               diversity: float | None) -> Metrics:
+    """metrics.json with its graph section and the beyond-accuracy figures of what is served."""
+    figures = graph.figures(sizes.users, sizes.products)
+    coverage = figures.products_recommended / figures.products if figures.products else None
+    return replace(metrics, graph=figures, beyond_accuracy=BeyondAccuracy(
+        catalog_coverage=coverage, gini=figures.gini_in_degree, novelty=graph.novelty,
+        intra_list_diversity=diversity))

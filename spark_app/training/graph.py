@@ -65,6 +65,9 @@ _INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / out
 # 2^-32 (an error below 1.2e-10); a product overflows a long beyond 2^31 in-edges.
 _INFLOW_SCALE = float(2**32)
 _SOURCE = "_source"  # degree_counts(): the vertex has out-edges
+# A product's self-information, -log2(share of users who bought it): novelty averages it over
+# the recommendations (degree_counts sums it weighted by in-degree).
+SELF_INFORMATION = "_self_information"
 
 VERTEX_SCHEMA = StructType(
     [
@@ -100,12 +103,12 @@ def _conform(df: DataFrame, schema: StructType) -> DataFrame:
 
 
 def user_vertex_col(raw: str) -> F.Column:
-    """Column form of spark_app.schema.user_vertex_id."""
+    """`u:<raw>`: a user's vertex id, never equal to a product's whatever the raw ids."""
     return F.concat(F.lit(USER_VERTEX_PREFIX), F.col(raw).cast("string"))
 
 
 def product_vertex_col(raw: str) -> F.Column:
-    """Column form of spark_app.schema.product_vertex_id."""
+    """`p:<raw>`: a product's vertex id, never equal to a user's whatever the raw ids."""
     return F.concat(F.lit(PRODUCT_VERTEX_PREFIX), F.col(raw).cast("string"))
 
 
@@ -170,10 +173,11 @@ def degree_table(
     u -> v of 1 / outdeg(u) that PageRank needs (`_inflow`), from integer ids, without building
     the string vertex and edge tables first; with_pagerank() completes it.
 
-    users: (user_idx) and products: (product_idx) of the training set, each once; recs: the
-    recommendations (user_idx, product_idx); the id maps give the raw ids. Degrees are computed
-    on the integer ids (two small group-bys over the recommendations), then the id maps are
-    joined once per vertex for the `u:`/`p:` ids and labels.
+    users: (user_idx) and products: (product_idx, optionally SELF_INFORMATION) of the training
+    set, each once; recs: the recommendations (user_idx, product_idx); the id maps give the
+    raw ids. Degrees are computed on the integer ids (two small group-bys over the
+    recommendations), then the id maps are joined once per vertex for the `u:`/`p:` ids and
+    labels.
     """
     require_columns(users, (USER_IDX,), "degree_table users")
     require_columns(products, (PRODUCT_IDX,), "degree_table products")
@@ -202,8 +206,7 @@ def degree_table(
         )
     )
     product_v = (
-        products.select(PRODUCT_IDX)
-        .join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX)
+        products.join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX)
         .join(ins, PRODUCT_IDX, "left")
         .select(
             product_vertex_col(PRODUCT_ID).alias(VERTEX_ID),
@@ -212,9 +215,18 @@ def degree_table(
             F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
             F.lit(0).cast(LongType()).alias(OUT_DEGREE),
             F.col(_INFLOW),
+            _self_information(products),
         )
     )
-    return user_v.unionByName(product_v)
+    return user_v.withColumn(SELF_INFORMATION, F.lit(None).cast(DoubleType())).unionByName(
+        product_v)
+
+
+def _self_information(products: DataFrame) -> Column:
+    """products' SELF_INFORMATION column if they carry it, else null."""
+    if SELF_INFORMATION in products.columns:
+        return F.col(SELF_INFORMATION)
+    return F.lit(None).cast(DoubleType()).alias(SELF_INFORMATION)
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,7 @@ class GraphCounts:
     products: int
     sources: int  # vertices with out-edges: the users with recommendations
     histogram: list[tuple[int, int]]  # (in-degree, number of products), ascending
+    information: float = 0.0  # sum over the edges of their product's SELF_INFORMATION
 
 
 def degree_counts(table: DataFrame) -> GraphCounts:
@@ -236,7 +249,8 @@ def degree_counts(table: DataFrame) -> GraphCounts:
     require_columns(table, (VERTEX_TYPE, IN_DEGREE, OUT_DEGREE), "degree_counts")
     rows = (
         table.groupBy(VERTEX_TYPE, IN_DEGREE, (F.col(OUT_DEGREE) > 0).alias(_SOURCE))
-        .agg(F.count(F.lit(1)).alias("_vertices"))
+        .agg(F.count(F.lit(1)).alias("_vertices"),
+             F.sum(F.col(IN_DEGREE) * F.col(SELF_INFORMATION)).alias("_information"))
         .collect()
     )
     users = sum(r["_vertices"] for r in rows if r[VERTEX_TYPE] == USER_TYPE)
@@ -249,6 +263,7 @@ def degree_counts(table: DataFrame) -> GraphCounts:
         products=sum(products.values()),
         sources=int(sum(r["_vertices"] for r in rows if r[_SOURCE])),
         histogram=sorted(products.items()),
+        information=sum(r["_information"] or 0.0 for r in rows),
     )
 
 
@@ -373,6 +388,7 @@ class RecommendationGraph:
     vertices: DataFrame
     histogram: list[tuple[int, int]]
     engine: str
+    novelty: float | None  # mean self-information of the recommended products
 
     def figures(self, users: int, products: int) -> GraphFigures:
         """metrics.json's graph section."""
@@ -395,13 +411,22 @@ def build_graph(
     cache: Callable[[DataFrame], DataFrame],
 ) -> RecommendationGraph:
     """The recommendation graph of `recs` (user_idx, product_idx) over the training set's
-    `users` (user_idx) and `products` (product_idx), by `engine` (choose_engine); `cache`
+    `users` (user_idx) and `products` (product_idx, SELF_INFORMATION), by `engine`
+    (choose_engine); `cache`
     keeps a table that two jobs read (the caller unpersists it)."""
     if engine == "dataframe":
         vertices, counts = graph_by_index(users, products, recs, user_map, product_map,
                                           reset_probability, cache)
-        return RecommendationGraph(vertices, counts.histogram, engine)
-    vertices = vertex_table(users, products, user_map, product_map)
+        edges = sum(degree * count for degree, count in counts.histogram)
+        novelty = counts.information / edges if edges else None
+        return RecommendationGraph(vertices, counts.histogram, engine, novelty)
+    vertices = vertex_table(users, products.select(PRODUCT_IDX), user_map, product_map)
     graph = cache(graph_graphframes(vertices, named_edges, iterations=iterations,
                                     reset_probability=reset_probability))
-    return RecommendationGraph(graph, in_degree_histogram(graph), engine)
+    novelty = recs.join(products, PRODUCT_IDX).agg(F.avg(SELF_INFORMATION)).first()[0]
+    return RecommendationGraph(graph, in_degree_histogram(graph), engine, novelty)
+
+
+def self_information(buyers: Column, users: int) -> Column:
+    """-log2 of the share of the `users` who bought a product (its `buyers`)."""
+    return (-F.log2(buyers / F.lit(max(users, 1)))).alias(SELF_INFORMATION)

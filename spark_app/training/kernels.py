@@ -135,6 +135,8 @@ class Ranked:
     squared_error: float = 0.0
     scored: int = 0
     recs: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    diversity: float = 0.0  # sum over users with >= 2 recommendations of their list's ILD
+    diverse_users: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,10 +152,22 @@ class UserLists:
     labels: np.ndarray
 
 
+def intra_list_diversity(cols: np.ndarray, unit: np.ndarray) -> tuple[float, int]:
+    """(sum of the lists' diversity, lists of two or more) of lists of item columns (rows,
+    -1 = none) over unit-length item factors: a list's diversity is the mean over its pairs of
+    1 - cosine similarity."""
+    lengths = (cols >= 0).sum(axis=1)
+    vectors = np.where((cols >= 0)[:, :, None], unit[np.maximum(cols, 0)], 0.0)
+    gram = vectors @ vectors.transpose(0, 2, 1)
+    pairs = lengths * (lengths - 1)
+    similar = (gram.sum(axis=(1, 2)) - np.trace(gram, axis1=1, axis2=2))[pairs > 0]
+    return float((1.0 - similar / pairs[pairs > 0]).sum()), int((pairs > 0).sum())
+
+
 def _recommendations(top_ids: np.ndarray, top_scores: np.ndarray, held: tuple[Any, Any],
                      n: int, span: int, exclude_held: bool, start: int) -> tuple[Any, ...]:
-    """(row, product, score, rank) of each row's first n ranked products (not held out if
-    `exclude_held`)."""
+    """(row, product, score, rank, kept) of each row's first n ranked products (not held out
+    if `exclude_held`); `kept` is the mask of those among the ranked columns."""
     block_held_rows, block_held_ids = held
     keep = top_ids >= 0
     if exclude_held:
@@ -163,7 +177,7 @@ def _recommendations(top_ids: np.ndarray, top_scores: np.ndarray, held: tuple[An
     rank = np.cumsum(keep, axis=1)
     keep &= rank <= n
     row_of = np.broadcast_to(np.arange(start, start + len(top_ids))[:, None], keep.shape)
-    return row_of[keep], top_ids[keep], top_scores[keep], rank[keep]
+    return row_of[keep], top_ids[keep], top_scores[keep], rank[keep], keep
 
 
 def rank_users(users: UserLists, ids: np.ndarray, feats: np.ndarray, k: int, n: int,
@@ -175,6 +189,8 @@ def rank_users(users: UserLists, ids: np.ndarray, feats: np.ndarray, k: int, n: 
     known_labels = users.labels[known]
     held_rows = np.repeat(np.arange(n_users), users.held_lengths)
     span = int(max(ids.max(initial=0), users.held_ids.max(initial=0))) + 2
+    norms = np.linalg.norm(feats, axis=1, keepdims=True)
+    unit = np.divide(feats, norms, out=np.zeros_like(feats), where=norms > 0)
     out = Ranked()
     block = max(1, cells_per_block // max(1, len(ids)))
     for start in range(0, n_users, block):
@@ -198,8 +214,15 @@ def rank_users(users: UserLists, ids: np.ndarray, feats: np.ndarray, k: int, n: 
         evaluated = listed[held_here > 0]
         out.products.append(evaluated[evaluated >= 0])
         if n:
-            out.recs.append(_recommendations(top_ids, top_scores, held, n, span, exclude_held,
-                                             start))
+            *recs, kept = _recommendations(top_ids, top_scores, held, n, span, exclude_held,
+                                           start)
+            out.recs.append(tuple(recs))
+            lists = np.full((len(kept), n), -1, dtype=np.int64)
+            rows, ranks = np.nonzero(kept)
+            lists[rows, recs[3] - 1] = top_cols[rows, ranks]
+            diversity, diverse = intra_list_diversity(lists, unit)
+            out.diversity += diversity
+            out.diverse_users += diverse
     return out
 
 
@@ -227,7 +250,8 @@ def baseline_items(popular: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndar
 
 # --- Arrow rows out: the SCORED schema of scoring.py ---------------------------------------------
 SCORED_NAMES = ("user_idx", "product_idx", "score", "rank", "recommender", "users",
-                *RANKING_METRICS, "squared_error", "scored", "products")
+                *RANKING_METRICS, "squared_error", "scored", "products", "diversity",
+                "diverse_users")
 
 
 def partial_row(name: str, users: int, ranked: Ranked) -> pa.RecordBatch:
@@ -240,7 +264,8 @@ def partial_row(name: str, users: int, ranked: Ranked) -> pa.RecordBatch:
          *[pa.array([float(s)], pa.float64()) for s in ranked.sums],
          pa.array([float(ranked.squared_error)], pa.float64()),
          pa.array([int(ranked.scored)], pa.int64()),
-         pa.array([distinct.astype(np.int32)], pa.list_(pa.int32()))],
+         pa.array([distinct.astype(np.int32)], pa.list_(pa.int32())),
+         pa.array([ranked.diversity], pa.float64()), pa.array([ranked.diverse_users], pa.int64())],
         names=list(SCORED_NAMES),
     )
 
@@ -254,7 +279,8 @@ def recs_batch(users: np.ndarray, products: np.ndarray, scores: np.ndarray,
          pa.array(scores, pa.float32()), pa.array(ranks, pa.int32()),
          pa.nulls(n, pa.string()), pa.nulls(n, pa.int64()),
          *[pa.nulls(n, pa.float64()) for _ in RANKING_METRICS], pa.nulls(n, pa.float64()),
-         pa.nulls(n, pa.int64()), pa.nulls(n, pa.list_(pa.int32()))],
+         pa.nulls(n, pa.int64()), pa.nulls(n, pa.list_(pa.int32())), pa.nulls(n, pa.float64()),
+         pa.nulls(n, pa.int64())],
         names=list(SCORED_NAMES),
     )
 

@@ -18,16 +18,17 @@ from pathlib import Path
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recsys_contract.config import AppConfig
 from recsys_contract.runs import EDGES_CSV, POPULAR_CSV, VERTICES_CSV, Metrics, make_run_id
 from spark_app.schema import PRODUCT_IDX, USER_IDX
 from spark_app.session import graphframes_jar_loaded
 from spark_app.training.als import build_als, fit_als, resolve_blocks
-from spark_app.training.documents import manifest_of, metrics_of
+from spark_app.training.documents import manifest_of, metrics_of, with_graph
 from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
-from spark_app.training.graph import build_edges, build_graph, choose_engine
+from spark_app.training.graph import build_edges, build_graph, choose_engine, self_information
 from spark_app.training.prepare import prepare
 from spark_app.training.recommend import named_recommendations, published_popular
 from spark_app.training.scoring import (
@@ -40,7 +41,7 @@ from spark_app.training.scoring import (
     user_vectors,
 )
 from spark_app.training.settings import AlsSettings, RunSettings
-from spark_app.training.split import Split, split_stage
+from spark_app.training.split import BUYERS, Split, split_stage
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def run_training(
             warming.exception()  # waits for it (a failure was logged)
             scored = keep(score(model, split, s, top_n=0 if s.refit else s.top_n, spark=spark))
             evaluation = evaluation_of(scored, split.sizes.products)
+            diversity = evaluation.intra_list_diversity
         evaluation, accepted, reason = judge(evaluation, split, s)
         log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
         metrics = metrics_of(s, evaluation, accepted)
@@ -98,6 +100,7 @@ def run_training(
             with clock("refit"):
                 model = fit(split.pairs, s.als, spark)
                 scored = keep(score(model, split, s, top_n=s.top_n, spark=spark))
+                diversity = evaluation_of(scored, split.sizes.products).intra_list_diversity
         with RunDraft(s.results, run_id) as draft:
             draft.save_model(model)
             with clock("recommend"):
@@ -109,14 +112,15 @@ def run_training(
             with clock("graph"):
                 graph = build_graph(
                     choose_engine(s.graph_engine, graphframes_jar_loaded(spark)),
-                    users=split.lists.select(USER_IDX), products=split.sides.select(PRODUCT_IDX),
+                    users=split.lists.select(USER_IDX),
+                    products=split.sides.select(
+                        PRODUCT_IDX, self_information(F.col(BUYERS), split.sizes.users)),
                     recs=recs, named_edges=edges, user_map=prepared.maps[0],
                     product_map=prepared.maps[1], iterations=s.pagerank_iterations,
                     reset_probability=s.reset_probability, cache=keep)
                 draft.write_csv(VERTICES_CSV, graph.vertices,
                                 split.sizes.users + split.sizes.products)
-            metrics = replace(metrics, graph=graph.figures(split.sizes.users,
-                                                           split.sizes.products))
+            metrics = with_graph(metrics, graph, split.sizes, diversity)
             manifest = replace(manifest, graph_engine=graph.engine)
             path = draft.publish(metrics, manifest, clock.timings, clock.started)
     log.info("training run %s published in %.1f s", run_id, clock.timings.get("total", 0.0))

@@ -36,12 +36,15 @@ USERS = "users"
 SQUARED_ERROR = "squared_error"
 SCORED = "scored"
 PRODUCTS = "products"
+DIVERSITY = "diversity"
+DIVERSE_USERS = "diverse_users"
 RECS_COLUMNS = (USER_IDX, PRODUCT_IDX, SCORE, RANK)
 SCORED_SCHEMA = (
     f"{USER_IDX} int, {PRODUCT_IDX} int, {SCORE} float, {RANK} int, "
     f"{RECOMMENDER} string, {USERS} long, "
     + "".join(f"{name} double, " for name in RANKING_METRIC_NAMES)
-    + f"{SQUARED_ERROR} double, {SCORED} long, {PRODUCTS} array<int>"
+    + f"{SQUARED_ERROR} double, {SCORED} long, {PRODUCTS} array<int>, "
+    f"{DIVERSITY} double, {DIVERSE_USERS} long"
 )
 # Users scored by one task: every chunk costs the item matrix converted to Arrow again and a
 # task; the scorer's memory does not grow with the chunk (it scores a block of cells at a time).
@@ -138,6 +141,8 @@ class Evaluation:
     rmse_pairs: int  # held-out pairs of known products whose prediction the RMSE covers
     model: dict[str, float | None]
     baseline: dict[str, float | None]
+    # Mean intra-list diversity of the recommendations made in the same pass (top_n > 0).
+    intra_list_diversity: float | None = None
 
 
 def evaluation_of(scored: DataFrame, catalog_size: int) -> Evaluation:
@@ -155,6 +160,8 @@ def evaluation_of(scored: DataFrame, catalog_size: int) -> Evaluation:
             F.sum(SQUARED_ERROR).alias(SQUARED_ERROR),
             F.sum(SCORED).alias(SCORED),
             F.size(F.array_distinct(F.flatten(F.collect_list(PRODUCTS)))).alias(PRODUCTS),
+            F.sum(DIVERSITY).alias(DIVERSITY),
+            F.sum(DIVERSE_USERS).alias(DIVERSE_USERS),
         )
         .collect()
     )
@@ -173,9 +180,11 @@ def evaluation_of(scored: DataFrame, catalog_size: int) -> Evaluation:
         }
     figures[BASELINE]["rmse"] = None  # the popularity list predicts nothing
     model_row = found.get(MODEL)
-    test_users = int(model_row[USERS] or 0) if model_row is not None else 0
-    rmse_pairs = int(model_row[SCORED] or 0) if model_row is not None else 0
-    return Evaluation(test_users, rmse_pairs, figures[MODEL], figures[BASELINE])
+    if model_row is None:
+        return Evaluation(0, 0, figures[MODEL], figures[BASELINE])
+    diverse = int(model_row[DIVERSE_USERS] or 0)
+    return Evaluation(int(model_row[USERS] or 0), int(model_row[SCORED] or 0), figures[MODEL],
+                      figures[BASELINE], model_row[DIVERSITY] / diverse if diverse else None)
 
 
 def recommendations_of(scored: DataFrame) -> DataFrame:

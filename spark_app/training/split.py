@@ -31,6 +31,7 @@ HELD_OUT = "held_out"  # boolean: the pair is in the test side
 TRAIN_PRODUCTS = "train_products"  # array<int>
 HELD_PRODUCTS = "held_products"  # array<struct<product_idx int, label double>>
 HELD_LABEL = "label"
+BUYERS = "buyers"  # product_sides(): users who bought the product (its pairs)
 TRAIN_PURCHASES = "train_purchases"  # product_sides(): purchases over the training pairs
 TRAIN_QUANTITY_TOTAL = "train_quantity"  # product_sides(): quantity over the training pairs
 
@@ -117,8 +118,8 @@ def side_sizes(lists: DataFrame, sides: DataFrame) -> dict[str, int]:
 
 
 def product_sides(flagged: DataFrame) -> DataFrame:
-    """One row per product of flag_held_out() output: purchases and quantity over all its
-    pairs, and the same over its training pairs (train_purchases = 0 when it has none).
+    """One row per product of flag_held_out() output: purchases, quantity and buyers over all
+    its pairs, and the same over its training pairs (train_purchases = 0 when it has none).
 
     Both popular lists come from it: the published one (all pairs) and the baseline's
     (training side).
@@ -128,6 +129,7 @@ def product_sides(flagged: DataFrame) -> DataFrame:
     return flagged.groupBy(PRODUCT_IDX).agg(
         F.sum(PURCHASES).alias(PURCHASES),
         F.sum(RATING).cast("long").alias(QUANTITY_TOTAL),
+        F.count(F.lit(1)).alias(BUYERS),
         F.coalesce(F.sum(F.when(train, F.col(PURCHASES))), F.lit(0)).alias(TRAIN_PURCHASES),
         F.sum(F.when(train, F.col(RATING))).cast("long").alias(TRAIN_QUANTITY_TOTAL),
     )

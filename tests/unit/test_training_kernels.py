@@ -10,6 +10,7 @@ from spark_app.training.kernels import (
     TOP_K_GROUPS,
     UserLists,
     baseline_items,
+    intra_list_diversity,
     rank_users,
     ranking_sums,
     top_k,
@@ -107,3 +108,12 @@ def test_the_baseline_ranks_by_popularity_without_what_was_bought() -> None:
     ranked = rank_users(users, ids, feats, k=2, n=2, exclude_held=False)
     (rows, products, _, ranks), = ranked.recs
     assert (products.tolist(), ranks.tolist(), ranked.sums[0]) == ([20, 10], [1, 2], 0.5)
+
+
+def test_intra_list_diversity_is_the_mean_pairwise_cosine_distance() -> None:
+    # Items: 0 and 1 orthogonal, 2 the same direction as 0. List [0, 1]: distance 1;
+    # list [0, 2]: 0; list [0, 1, 2]: (1 + 0 + 1) / 3; a list of one is not counted.
+    unit = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    lists = np.array([[0, 1, -1], [0, 2, -1], [0, 1, 2], [1, -1, -1]])
+    total, lists_counted = intra_list_diversity(lists, unit)
+    assert (total, lists_counted) == (pytest.approx(1 + 0 + 2 / 3), 3)

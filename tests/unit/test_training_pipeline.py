@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import functions as F
@@ -88,6 +90,23 @@ def test_metrics_say_what_the_model_was_fitted_on_and_what_the_rmse_covers(plant
     covered = (metrics["feedback"], metrics["rmse_against"],
                0 < metrics["rmse_pairs"] <= manifest["events"]["test_pairs"])
     assert covered == ("implicit", "preference", True)
+
+
+def test_beyond_accuracy_figures_describe_the_served_lists(planted) -> None:
+    # Novelty: the mean over the edges of -log2(share of the users who bought the product).
+    results, outcome, rows = planted
+    buyers: dict[str, set[str]] = {}
+    for row in rows:
+        buyers.setdefault(row[2], set()).add(row[1])
+    users = len({row[1] for row in rows})
+    edges = pd.read_csv(_latest(results) / "edges.csv", dtype=str)
+    expected = sum(-math.log2(len(buyers[dst[2:]]) / users) for dst in edges["dst"]) / len(edges)
+    beyond = outcome.metrics.beyond_accuracy
+    graph = outcome.metrics.graph
+    assert (beyond.novelty, beyond.catalog_coverage, beyond.gini,
+            0 < beyond.intra_list_diversity <= 2) == (
+        pytest.approx(expected, rel=1e-9), graph.products_recommended / graph.products,
+        graph.gini_in_degree, True)
 
 
 def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
