@@ -114,6 +114,20 @@ class EvaluationConfig(_Section):
     refit_on_all_pairs: bool
 
 
+class GridPoint(_Section):
+    rank: int = Field(gt=0)
+    reg_param: float = Field(ge=0)
+    alpha: float = Field(ge=0)
+
+
+class SelectionConfig(_Section):
+    every_n_runs: int = Field(ge=0)
+    validation_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    time_budget_seconds: float = Field(gt=0)
+    grid: list[GridPoint] = Field(min_length=1)
+
+
 class RecommendConfig(_Section):
     top_n: int = Field(gt=0)
     exclude_purchased: bool
@@ -147,6 +161,7 @@ class AppConfig(_Section):
     paths: PathsConfig
     als: AlsConfig
     evaluation: EvaluationConfig
+    selection: SelectionConfig
     recommend: RecommendConfig
     graph: GraphConfig
     spark: SparkConfig

@@ -262,6 +262,27 @@ class BeyondAccuracy(_Json):
 
 
 @dataclass(frozen=True)
+class Candidate(_Json):
+    """One ALS setting tried by the run's model selection, and its validation figure."""
+
+    parameters: dict[str, float]  # rank, reg_param, alpha
+    validation: float | None  # the selection metric on the validation pairs
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class Selection(_Json):
+    """The run's model selection: the candidates tried on a validation split of the training
+    pairs (never the test pairs), and the settings chosen; or the run whose choice was reused."""
+
+    metric: str  # the acceptance figure: a ranking metric (implicit) or rmse (explicit)
+    chosen: dict[str, float]
+    validation_pairs: int = 0
+    candidates: tuple[Candidate, ...] = ()
+    reused_from: str | None = None  # run id whose choice this run reused (no candidates tried)
+
+
+@dataclass(frozen=True)
 class Metrics(_Json):
     """metrics.json: the model and its baseline on the held-out pairs, and the verdict."""
 
@@ -278,3 +299,4 @@ class Metrics(_Json):
     rmse_against: str = "preference"  # preference (1.0 per held-out pair) | rating
     rmse_pairs: int | None = None  # held-out pairs of known users and products the RMSE covers
     beyond_accuracy: BeyondAccuracy | None = None
+    selection: Selection | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 
 from pyspark.sql import SparkSession
@@ -14,15 +14,17 @@ from recsys_contract.runs import (
     KafkaSpan,
     Manifest,
     Metrics,
+    Selection,
 )
 from spark_app.training.evaluate import rmse_against
 from spark_app.training.graph import RecommendationGraph
 from spark_app.training.scoring import Evaluation
-from spark_app.training.settings import RunSettings
+from spark_app.training.settings import AlsSettings, RunSettings
 from spark_app.training.split import SplitSizes
 
 
-def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool) -> Metrics:
+def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool,
+               selection: Selection | None) -> Metrics:
     """metrics.json without its graph section (filled in once the graph is built)."""
     return Metrics(
         k=s.k, split=s.split.mode, test_users=evaluation.test_users,
@@ -32,14 +34,16 @@ def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool) -> Metric
         accepted=accepted,
         feedback="implicit" if s.als.implicit_prefs else "explicit",
         rmse_against=rmse_against(s.als.implicit_prefs), rmse_pairs=evaluation.rmse_pairs,
+        selection=selection,
     )
 
 
 def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, accepted: bool,
                 reason: str, event_counts: dict[str, int], sizes: SplitSizes,
                 kafka_offsets: dict[str, list[int]] | None, timings: dict[str, float],
-                spark: SparkSession) -> Manifest:
-    """manifest.json; `timings` is filled in as the run goes (the same dict)."""
+                spark: SparkSession, als: AlsSettings) -> Manifest:
+    """manifest.json; `timings` is filled in as the run goes (the same dict); `als` the
+    settings fitted (parameters.als), which model selection may have chosen."""
     return Manifest(
         run_id=run_id, sequence=sequence, created_at=created.strftime(CREATED_AT_FORMAT),
         accepted=accepted, reason=reason,
@@ -47,7 +51,7 @@ def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, a
                            pairs=sizes.pairs, train_pairs=sizes.train, test_pairs=sizes.test),
         window_events=s.window_events,
         kafka=KafkaSpan(s.topic, {str(p): list(o) for p, o in (kafka_offsets or {}).items()}),
-        parameters=s.parameters, timings_seconds=timings,
+        parameters={**s.parameters, "als": asdict(als)}, timings_seconds=timings,
         spark={"version": spark.version, "master": spark.sparkContext.master},
     )
 

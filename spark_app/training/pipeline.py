@@ -21,7 +21,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from recsys_contract.config import AppConfig
-from recsys_contract.runs import EDGES_CSV, POPULAR_CSV, VERTICES_CSV, Metrics, make_run_id
+from recsys_contract.runs import (
+    EDGES_CSV,
+    POPULAR_CSV,
+    VERTICES_CSV,
+    Metrics,
+    Selection,
+    make_run_id,
+)
 from spark_app.schema import PRODUCT_IDX, USER_IDX
 from spark_app.session import graphframes_jar_loaded
 from spark_app.training.als import build_als, fit_als, resolve_blocks
@@ -40,6 +47,7 @@ from spark_app.training.scoring import (
     scoring_chunks,
     user_vectors,
 )
+from spark_app.training.selection import TUNED, load_choice, save_choice, select
 from spark_app.training.settings import AlsSettings, RunSettings
 from spark_app.training.split import BUYERS, Split, split_stage
 
@@ -80,8 +88,10 @@ def run_training(
             prepared = prepare(spark, events, s.state / ID_MAP_DIR)
         with clock("split"):
             split = split_stage(prepared.pairs, s.split, keep)
+        with clock("select"):
+            als, selection = choose_als(split.train, s, sequence, run_id, spark, keep)
         with clock("fit"):
-            model = fit(split.train, s.als, spark)
+            model = fit(split.train, als, spark)
         with clock("evaluate"):
             warming.exception()  # waits for it (a failure was logged)
             scored = keep(score(model, split, s, top_n=0 if s.refit else s.top_n, spark=spark))
@@ -89,16 +99,16 @@ def run_training(
             diversity = evaluation.intra_list_diversity
         evaluation, accepted, reason = judge(evaluation, split, s)
         log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
-        metrics = metrics_of(s, evaluation, accepted)
+        metrics = metrics_of(s, evaluation, accepted, selection)
         manifest = manifest_of(s, run_id, sequence, created, accepted, reason, event_counts,
-                               split.sizes, kafka_offsets, clock.timings, spark)
+                               split.sizes, kafka_offsets, clock.timings, spark, als)
         if not accepted:
             clock.timings["total"] = clock.elapsed()
             path = export_rejected(s.results, run_id, metrics=metrics, manifest=manifest)
             return TrainingOutcome(run_id, False, reason, path, metrics)
         if s.refit:
             with clock("refit"):
-                model = fit(split.pairs, s.als, spark)
+                model = fit(split.pairs, als, spark)
                 scored = keep(score(model, split, s, top_n=s.top_n, spark=spark))
                 diversity = evaluation_of(scored, split.sizes.products).intra_list_diversity
         with RunDraft(s.results, run_id) as draft:
@@ -136,6 +146,28 @@ def fit(pairs: DataFrame, als: AlsSettings, spark: SparkSession) -> ALSModel:
     return fit_als(pairs, build_als(rank=als.rank, max_iter=als.max_iter, reg_param=als.reg_param,
                                     alpha=als.alpha, implicit_prefs=als.implicit_prefs,
                                     seed=als.seed, num_blocks=blocks))
+
+
+def choose_als(train: DataFrame, s: RunSettings, sequence: int, run_id: str,
+               spark: SparkSession, cache: CacheScope) -> tuple[AlsSettings, Selection | None]:
+    """The ALS settings this run fits: chosen by model selection when it is due, else the last
+    choice (recorded as reused), else als.* as configured."""
+    stored = load_choice(s.state)
+    if not s.selection.due(sequence, stored is not None):
+        if stored is None:
+            return s.als, None
+        reused_from, als = stored
+        metric = s.accept_metric if s.als.implicit_prefs else "rmse"
+        chosen = {name: getattr(als, name) for name in TUNED}
+        return als, Selection(metric=metric, chosen=chosen, reused_from=reused_from)
+    parallelism = spark.sparkContext.defaultParallelism
+    als, selection = select(
+        train, s.als, s.selection, k=s.k, accept_metric=s.accept_metric,
+        fit=lambda pairs, candidate: fit(pairs, candidate, spark), cache=cache,
+        num_chunks=parallelism)
+    save_choice(s.state, run_id, als)
+    log.info("selection chose %s (validation %s)", selection.chosen, selection.metric)
+    return als, selection
 
 
 def score(model: ALSModel, split: Split, s: RunSettings, *, top_n: int,

@@ -24,6 +24,23 @@ class AlsSettings:
 
 
 @dataclass(frozen=True)
+class SelectionSettings:
+    """selection.* in conf/defaults.yaml."""
+
+    every_n_runs: int  # 0 = off; 1 = every run; N = runs 1, N+1, 2N+1, ... (others reuse)
+    grid: tuple[dict[str, float], ...]  # each: rank, reg_param, alpha
+    validation_fraction: float
+    seed: int
+    time_budget_seconds: float
+
+    def due(self, sequence: int, have_choice: bool) -> bool:
+        """Whether run `sequence` selects (else it reuses the last choice, if any)."""
+        if self.every_n_runs <= 0:
+            return False
+        return not have_choice or (sequence - 1) % self.every_n_runs == 0
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """Everything a run needs to know, and the parameters its manifest records."""
 
@@ -33,6 +50,7 @@ class RunSettings:
     window_events: int
     split: SplitSettings
     als: AlsSettings
+    selection: SelectionSettings
     k: int
     accept_metric: str
     accept_margin: float
@@ -57,6 +75,13 @@ class RunSettings:
             window_events=cfg.training.window_events,
             split=SplitSettings(e.split, e.test_fraction, e.seed, cfg.als.implicit_prefs),
             als=AlsSettings(**cfg.als.model_dump()),
+            selection=SelectionSettings(
+                every_n_runs=cfg.selection.every_n_runs,
+                grid=tuple(point.model_dump() for point in cfg.selection.grid),
+                validation_fraction=cfg.selection.validation_fraction,
+                seed=cfg.selection.seed,
+                time_budget_seconds=cfg.selection.time_budget_seconds,
+            ),
             k=e.k,
             accept_metric=e.accept_metric,
             accept_margin=e.accept_margin,
@@ -70,5 +95,5 @@ class RunSettings:
             pagerank_iterations=g.pagerank_iterations,
             reset_probability=g.reset_probability,
             parameters={section: getattr(cfg, section).model_dump(mode="json")
-                        for section in ("als", "evaluation", "recommend", "graph")},
+                        for section in ("als", "evaluation", "selection", "recommend", "graph")},
         )

@@ -38,6 +38,7 @@ def _config(base: Path, *extra: str) -> AppConfig:
             "als.rank=8",
             "als.max_iter=5",
             "graph.pagerank_iterations=3",
+            "selection.every_n_runs=0",
             *extra,
         ]
     )
