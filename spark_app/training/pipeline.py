@@ -52,6 +52,7 @@ from spark_app.training.evaluate import (
     score_user_lists,
 )
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
+from spark_app.training.factors import write_factors
 from spark_app.training.graph import (
     build_edges,
     choose_engine,
@@ -312,6 +313,7 @@ def run_training(
         # the model and the edges and popular CSVs while the graph is computed.
         with RunDraft(results, run_id) as draft:
             draft.save_model(model)
+            write_factors(draft, model, user_map, product_map, pairs)  # the API server's
             with _stage("recommend", timings):
                 if scored is not None:
                     recs = recommendations_of(scored)
