@@ -175,16 +175,26 @@ class Guard:
         self.app = app
         self.metrics = metrics
         self.max_url_bytes = max_url_bytes
-        self._labels: dict[int, str] = {}
+        # The labelled children, looked up once per label set (labels() costs a lock and a
+        # dictionary walk per call); the sets are bounded (route templates x methods x codes).
+        self._routes: dict[int, tuple[str, Any]] = {}
+        self._counters: dict[tuple[str, str, int], Any] = {}
 
-    def _route(self, scope: Scope) -> str:
+    def _route(self, scope: Scope) -> tuple[str, Any]:
+        """(route template, its latency histogram)."""
         route = scope.get("route")
-        if route is None:
-            return UNMATCHED
-        label = self._labels.get(id(route))
-        if label is None:
-            label = self._labels[id(route)] = _CONVERTOR.sub("}", route.path)
-        return label
+        known = self._routes.get(id(route))
+        if known is None:
+            label = UNMATCHED if route is None else _CONVERTOR.sub("}", route.path)
+            known = self._routes[id(route)] = (label, self.metrics.latency.labels(label))
+        return known
+
+    def _counter(self, route: str, method: str, status: int) -> Any:
+        key = (route, method if method in _METHODS else "other", status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.requests.labels(*key[:2], str(status))
+        return counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,10 +216,9 @@ class Guard:
             else:
                 await _json({"detail": problem[1]}, problem[0])(scope, receive, send_and_note)
         finally:
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            route = self._route(scope)
-            self.metrics.requests.labels(route, method, str(status)).inc()
-            self.metrics.latency.labels(route).observe(perf_counter() - started)
+            route, latency = self._route(scope)
+            self._counter(route, scope["method"], status).inc()
+            latency.observe(perf_counter() - started)
 
     def _problem(self, scope: Scope) -> tuple[int, str] | None:
         size = len(scope.get("raw_path") or scope["path"].encode()) + len(scope["query_string"])
@@ -257,6 +266,9 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
         summary="Recommendations of the latest published run, with purchases folded in "
         "between runs.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks: off (this server exports Prometheus metrics; the
+        # hooks looked up their providers on every request).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.server = server
     app.add_exception_handler(RequestValidationError, _validation_problem)

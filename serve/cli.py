@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    # Before numpy loads: an answer is one small matrix-vector product, which BLAS threads
+    # only slow down (benchmarks/RESULTS.md, "API server").
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         run(config_from_args(args))
     except RecsysError as exc:

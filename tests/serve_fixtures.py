@@ -175,3 +175,34 @@ def publish_corrupt(results: Path, sequence: int, factors: Factors) -> str:
     for part in users.glob("part-*"):
         part.write_bytes(b"not parquet at all")
     return run_id
+
+
+def write_large_run(folder: Path, run_id: str, sequence: int, *, users: int, products: int,
+                    rank: int = 10, bought_per_user: int = 20, seed: int = 0) -> None:
+    """A run of `users` x `products` with random factors into `folder` (vectorised: a million
+    purchases in seconds). Users `u<i>`, products `p<i>`, each user bought
+    `bought_per_user` products (repeats merged)."""
+    rng = np.random.default_rng(seed)
+    user_ids = pa.array([f"u{i}" for i in range(users)], pa.string())
+    product_ids = pa.array([f"p{i}" for i in range(products)], pa.string())
+    bought = np.unique(np.repeat(np.arange(users, dtype=np.int64), bought_per_user) * products
+                       + rng.integers(0, products, users * bought_per_user))
+    buyer, product = bought // products, bought % products
+    factors_dir = folder / FACTORS_DIR
+    _parquet(pa.table({USER_ID: user_ids, VECTOR: _vectors(
+        rng.standard_normal((users, rank)).astype(np.float32))}), factors_dir / USER_FACTORS, 4)
+    _parquet(pa.table({PRODUCT_ID: product_ids, VECTOR: _vectors(
+        rng.standard_normal((products, rank)).astype(np.float32))}), factors_dir / ITEM_FACTORS)
+    units = pa.array(rng.integers(1, 4, len(bought)), pa.float64())
+    _parquet(pa.table({USER_ID: user_ids.take(pa.array(buyer)),
+                       PRODUCT_ID: product_ids.take(pa.array(product)),
+                       PURCHASED_QUANTITY: units}), factors_dir / PURCHASES_PARQUET, 4)
+    counts = np.bincount(product, minlength=products)
+    with (folder / POPULAR_CSV).open("w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(POPULAR_COLUMNS)
+        for rank_, p in enumerate(np.argsort(-counts, kind="stable")[:100], start=1):
+            writer.writerow([rank_, f"p{p}", counts[p], counts[p]])
+    manifest = manifest_for(run_id, sequence, rank=rank)
+    (folder / METRICS).write_text(metrics_for().to_json())
+    (folder / MANIFEST).write_text(manifest.to_json())
