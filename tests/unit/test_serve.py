@@ -181,3 +181,16 @@ def test_the_server_works_without_pyspark() -> None:
     done = subprocess.run([sys.executable, "-c", WITHOUT_SPARK], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stdout.split()[-2:]) == (0, ["True", "False"]), done.stderr
+
+
+# --- where the fold-in of a new run starts ------------------------------------------------------
+
+
+def test_a_runs_cut_comes_from_the_manifest_else_after_its_last_offsets() -> None:
+    from serve.speed import cut_of
+    from tests.serve_fixtures import manifest_for
+
+    exact = manifest_for("r", 1, offsets={"0": [0, 99], "1": [0, 49]}, cut={"0": 90, "1": 50})
+    approximate = manifest_for("r", 1, offsets={"0": [0, 99], "1": [0, 49]})
+    assert (cut_of(exact, "sales"), cut_of(approximate, "sales"), cut_of(exact, "other"),
+            cut_of(manifest_for("r", 1), "sales")) == ({0: 90, 1: 50}, {0: 100, 1: 50}, None, None)
