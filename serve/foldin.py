@@ -80,14 +80,15 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.n
     width = size // GROUPS
     if n < GROUPS and width >= 2:
         maxima = scores[: width * GROUPS].reshape(width, GROUPS).max(axis=0)
-        bound = np.partition(maxima, GROUPS - n)[GROUPS - n]
-        candidates = np.flatnonzero(scores >= bound)
+        bound = np.sort(maxima)[GROUPS - n]
+        candidates = (scores >= bound).nonzero()[0]
     else:
         candidates = np.arange(size)
-    values = scores[candidates]
-    order = np.lexsort((candidates, -values))[:n]
-    best = candidates[order]
-    return best[np.isfinite(scores[best])]
+    # Candidates are in index order: a stable sort keeps the lower index first among ties.
+    best = candidates[np.argsort(-scores[candidates], kind="stable")[:n]]
+    if len(best) and scores[best[-1]] == -np.inf:  # fewer than n left after the exclusion
+        best = best[np.isfinite(scores[best])]
+    return best
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
