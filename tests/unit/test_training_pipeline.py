@@ -29,7 +29,9 @@ from spark_app.training.prepare import aggregate_indexed_pairs
 from spark_app.training.split import split_pairs
 from tests.training_data import events_df, planted_events, uniform_events
 
-RUN_FILES = ["edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"]
+RUN_FILES = [
+    "edges.csv", "factors", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv",
+]
 
 
 def _config(base: Path, *extra: str) -> AppConfig:
