@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recsys_contract.errors import InvalidConfigError
 
@@ -154,6 +161,29 @@ class SparkConfig(_Section):
         return value
 
 
+class ServeConfig(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    default_n: int = Field(gt=0)
+    max_n: int = Field(gt=0)
+    reload_poll_seconds: float = Field(gt=0)
+    catch_up_seconds: float = Field(ge=0)
+    api_key: str
+    fold_in: bool
+    kafka_group: str = Field(min_length=1)
+    fold_in_max_users: int = Field(ge=0)
+    max_url_bytes: int = Field(ge=64)
+    access_log: bool
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> ServeConfig:
+        if self.default_n > self.max_n:
+            raise ValueError(
+                f"serve.default_n ({self.default_n}) must not exceed serve.max_n ({self.max_n})"
+            )
+        return self
+
+
 class AppConfig(_Section):
     kafka: KafkaConfig
     stream: StreamConfig
@@ -165,6 +195,7 @@ class AppConfig(_Section):
     recommend: RecommendConfig
     graph: GraphConfig
     spark: SparkConfig
+    serve: ServeConfig
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Written by the training stage, read by the visualizer, the demo and the API serv
     results/
       runs/<run_id>/        one accepted run, complete or absent (published by one rename)
         manifest.json  metrics.json  vertices.csv  edges.csv  popular.csv  model/
+        factors/            users.parquet  items.parquet  purchases.parquet (the API server's)
       rejected/<run_id>/    manifest.json and metrics.json of a run that lost to its baseline
       latest                a pointer file: the id of the newest published run and a newline
       quarantine/           the streaming job's quarantined records
@@ -39,6 +40,16 @@ EDGES_CSV = "edges.csv"
 POPULAR_CSV = "popular.csv"
 CSV_FILES: tuple[str, ...] = (VERTICES_CSV, EDGES_CSV, POPULAR_CSV)
 CSV_PART_GLOB = "part-*.csv"  # a CSV too large for one file: a folder of these, each with a header
+
+# --- factors/: what the API server loads (Parquet folders written by Spark) ---------------------
+FACTORS_DIR = "factors"
+USER_FACTORS = "users.parquet"  # user_id, vector: the model's user factors
+ITEM_FACTORS = "items.parquet"  # product_id, vector: the model's item factors
+PURCHASES_PARQUET = "purchases.parquet"  # user_id, product_id, quantity: every pair of the run
+FACTOR_FILES: tuple[str, ...] = (USER_FACTORS, ITEM_FACTORS, PURCHASES_PARQUET)
+SUCCESS_MARKER = "_SUCCESS"  # written by Spark last in each Parquet folder: the folder is whole
+VECTOR = "vector"  # list<float> of `rank` numbers (manifest.parameters.als.rank)
+PURCHASED_QUANTITY = "quantity"  # double: units of the product the user bought (the ALS rating)
 
 # --- CSV columns --------------------------------------------------------------------------------
 VERTEX_ID = "id"  # u:<user_id> or p:<product_id>
@@ -214,10 +225,18 @@ class EventCounts(_Json):
 
 @dataclass(frozen=True)
 class KafkaSpan(_Json):
-    """The topic, and per partition the [first, last] offsets of the events stored so far."""
+    """The topic, and per partition the [first, last] offsets of the events stored so far.
+
+    `cut`: per partition, the offset of the first record after the run's training cut (every
+    valid event before it, in every partition the job had read, is in the run's history; none
+    after it). The API server folds in the records from there. Empty where the writer does not
+    know it; a reader then takes `offsets[p][1] + 1` (which may skip the events of the batch
+    that crossed the threshold after the cut).
+    """
 
     topic: str
     offsets: dict[str, list[int]] = field(default_factory=dict)
+    cut: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

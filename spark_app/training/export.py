@@ -168,6 +168,11 @@ class RunDraft:
         """Start saving the ALS model under model/."""
         self._writes.append(self._pool.submit(save_model, model, self.path / MODEL_DIR))
 
+    def write_parquet(self, name: str, df: DataFrame) -> None:
+        """Start writing `df` as the run's Parquet folder `name` (a relative path; Spark's
+        _SUCCESS marker last)."""
+        self._writes.append(self._pool.submit(df.write.parquet, str(self.path / name)))
+
     def _wait(self) -> None:
         try:
             for done in self._writes:

@@ -35,6 +35,7 @@ from spark_app.training.als import build_als, fit_als, resolve_blocks
 from spark_app.training.documents import manifest_of, metrics_of, with_graph
 from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
+from spark_app.training.factors import write_factors
 from spark_app.training.graph import build_edges, build_graph, choose_engine, self_information
 from spark_app.training.prepare import prepare
 from spark_app.training.recommend import named_recommendations, published_popular
@@ -113,6 +114,7 @@ def run_training(
                 diversity = evaluation_of(scored, split.sizes.products).intra_list_diversity
         with RunDraft(s.results, run_id) as draft:
             draft.save_model(model)
+            write_factors(draft, model, *prepared.maps, split.pairs)  # for the API server
             with clock("recommend"):
                 recs = recommendations_of(scored)
                 edges = build_edges(named_recommendations(recs, *prepared.maps))

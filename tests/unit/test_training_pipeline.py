@@ -27,7 +27,9 @@ from spark_app.training.pipeline import warm_python_workers
 from spark_app.training.scoring import Evaluation
 from tests.training_data import events_df, planted_events, rated_events, uniform_events
 
-RUN_FILES = ["edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"]
+RUN_FILES = [
+    "edges.csv", "factors", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv",
+]
 
 
 def _config(base: Path, *extra: str) -> AppConfig:
@@ -165,7 +167,8 @@ def test_manifest_records_offsets_engine_and_timings(planted) -> None:
     assert summary == (
         {"0": [0, 2249], "1": [0, 2249]},
         "dataframe",
-        sorted(["prepare", "split", "fit", "evaluate", "recommend", "graph", "export", "total"]),
+        sorted(["prepare", "split", "select", "fit", "evaluate", "recommend", "graph", "export",
+                "total"]),
     )
 
 
