@@ -125,7 +125,7 @@ def measure(spark: SparkSession, bootstrap: str, topic: str, options: dict[str, 
         ("Kafka source alone, the job's consumer options", noop(source(options))),
         ("+ classify (parse, 25 checks)", noop(classify(source(options), **LIMITS))),
         ("+ valid events to Parquet, one pass, Parquet defaults",
-         lambda: staged_rows(classify(source(options), **LIMITS))
+         lambda: staged_rows(classify(source(options), **LIMITS), 10_000)
          .where(F.col(S.STATUS) == VALID).select(*S.EVENT_SCHEMA.fieldNames())
          .write.mode("overwrite").parquet(str(work / "floor"))),
         ("the job's batch handler (one pass, footer counts, ledger)", handler),

@@ -73,6 +73,7 @@ def run(cfg: AppConfig) -> None:
     processor = BatchProcessor(
         BatchSettings(
             max_message_bytes=cfg.stream.max_message_bytes,
+            quarantine_max_bytes=cfg.stream.quarantine_max_bytes,
             max_quantity=cfg.stream.max_quantity,
             max_future_seconds=cfg.stream.max_future_seconds,
             min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),

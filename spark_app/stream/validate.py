@@ -36,6 +36,8 @@ _MALFORMED = "malformed"
 _NOT_AN_OBJECT = "not_an_object"
 _STRING, _INTEGER, _FLOAT, _NULL = "string", "integer", "float", "null"
 _PARSED = "_parsed"  # scratch struct column: the parser's output
+# A blank id (empty, or only the contract's BLANK_CHARACTERS), as a Java regular expression.
+_BLANK = r"\A[" + "".join(f"\\x{{{ord(c):04X}}}" for c in S.BLANK_CHARACTERS) + r"]*\z"
 
 
 def parser_schema(spark: SparkSession, class_name: str = SALE_FIELDS_CLASS) -> str:
@@ -137,9 +139,9 @@ def _reason(
         (~_type(S.TIMESTAMP).isin(_STRING, _INTEGER),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.TIMESTAMP))),
     ]
-    checks += [
-        (F.trim(_p(name)) == "", F.lit(Reason.of(Reason.EMPTY_ID, name)))
-        for name in (S.USER_ID, S.PRODUCT_ID)
+    checks += [  # an absent or null event_id gets a default one; a blank one is no id
+        (_p(name).rlike(_BLANK), F.lit(Reason.of(Reason.EMPTY_ID, name)))
+        for name in (S.USER_ID, S.PRODUCT_ID, S.EVENT_ID)
     ]
     checks += [
         (quantity.isNull(), F.lit(Reason.QUANTITY_TOO_LARGE)),  # an integer beyond 64 bits
@@ -148,7 +150,9 @@ def _reason(
         (event_time.isNull(), F.lit(Reason.TIMESTAMP_UNPARSEABLE)),
         (event_time < F.lit(min_timestamp).cast("timestamp"), F.lit(Reason.TIMESTAMP_TOO_OLD)),
         (event_time > latest_allowed, F.lit(Reason.TIMESTAMP_IN_FUTURE)),
-        (~_absent(S.PRICE) & (~_is_number(S.PRICE) | (price < 0) | F.isnan(price)),
+        # 1e400 or a 400-digit integer reads as +Infinity: no price either
+        (~_absent(S.PRICE) & (~_is_number(S.PRICE) | (price < 0) | F.isnan(price)
+                              | (price == float("inf"))),
          F.lit(Reason.PRICE_INVALID)),
     ]
     reason = F.lit(None).cast("string")
@@ -183,8 +187,9 @@ class Classifier:
     ) -> None:
         data = F.col("value").cast("binary")
         # Oversized values are not parsed at all: a huge message must not cost a huge parse.
+        # `value` stays bytes: the quarantine keeps a bad record's bytes exactly as they came.
         self._parse = [
-            F.col("value").cast("string").alias("value"),
+            data.alias("value"),
             F.when(
                 F.coalesce(F.octet_length(data), F.lit(0)) <= max_message_bytes,
                 F.call_function(SALE_FIELDS_FUNCTION, data),
