@@ -218,6 +218,16 @@ def _header(part: Path) -> list[str] | None:
     return [name.strip().strip('"') for name in line.rstrip("\r\n").split(",")]
 
 
+def _holds_nul(part: Path) -> bool:
+    """Whether the file has a NUL byte: an id may hold one, and pandas' C engine would cut the
+    text there (docs/run-format.md); such a file is read with the Python engine."""
+    with part.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            if b"\0" in block:
+                return True
+    return False
+
+
 def _ends_with_newline(part: Path) -> bool:
     """True when the file's last byte ends a line (Spark and pandas end every row with one)."""
     with part.open("rb") as handle:
@@ -260,7 +270,7 @@ def read_csv(path: Path, dtypes: Mapping[str, str], run_id: str) -> pd.DataFrame
                 dtype=dict(dtypes),
                 keep_default_na=False,
                 na_values={c: [""] for c in columns},
-                engine="c",
+                engine="python" if _holds_nul(part) else "c",
             )
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
