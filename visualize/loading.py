@@ -347,6 +347,7 @@ def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
         "created_at": manifest.created_at,
         "k": metrics.k,
         "training_set": manifest.events.training_set,
+        "last_batch_id": manifest.last_batch_id,
     }
     for side, figures in (("model", metrics.model), ("baseline", metrics.baseline)):
         for name in METRIC_NAMES:
@@ -355,7 +356,7 @@ def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
 
 
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "run_id", "status", "sequence", "created_at", "k", "training_set",
+    "run_id", "status", "sequence", "created_at", "k", "training_set", "last_batch_id",
     *(f"{side}_{name}" for side in ("model", "baseline") for name in METRIC_NAMES),
 )
 
@@ -375,7 +376,7 @@ def load_history(results: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
     table["created_at"] = pd.to_datetime(table["created_at"], utc=True, errors="coerce")
     table["sequence"] = pd.to_numeric(table["sequence"], errors="coerce")
-    for name in HISTORY_COLUMNS[6:]:
+    for name in HISTORY_COLUMNS[6:]:  # last_batch_id and the metrics
         table[name] = pd.to_numeric(table[name], errors="coerce")
     return table.sort_values(["run_id", "status"], kind="stable").reset_index(drop=True)
 
