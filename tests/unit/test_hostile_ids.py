@@ -5,13 +5,14 @@ module and the visualizer."""
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from producer.hostile import HOSTILE_IDS
+from producer.hostile import HOSTILE_IDS, hostile_records
 from recsys_contract.events import is_blank
 from recsys_contract.runs import (
     EDGES_CSV,
@@ -24,6 +25,8 @@ from recsys_contract.runs import (
     Manifest,
     Metrics,
 )
+from spark_app import schema as S
+from spark_app.stream.validate import classify
 from spark_app.training.export import write_csv
 from visualize.ids import parse_visible_id
 from visualize.loading import load_run
@@ -120,3 +123,21 @@ def test_the_report_shows_every_id_it_lists_exactly(run: Path) -> None:
     top = rendered.top_products.labels  # the most recommended, beside the popular list
     assert (shown, set(top) <= set(HOSTILE_IDS)) == (
         [item for pair in zip(top, HOSTILE_IDS[:10], strict=True) for item in pair], True)
+
+
+def test_every_hostile_record_gets_its_reason(spark) -> None:
+    """The fuzz corpus (producer/hostile.py) through the job's validation, without Kafka: more
+    than 60 kinds, each with the reason it is labelled with, or valid."""
+    now = datetime.now(UTC)
+    records = hostile_records(now_ms=int(now.timestamp() * 1000))
+    raw = spark.createDataFrame(
+        [(r.value, "fuzz", 0, offset, now) for offset, r in enumerate(records)],
+        "value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
+    limits = dict(max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+                  min_timestamp=datetime(2000, 1, 1, tzinfo=UTC))
+    got = {row[0]: row[1] for row in classify(raw, **limits)
+           .select(S.KAFKA_OFFSET, S.REASON).collect()}
+    wrong = {r.kind: (r.expected_reason, got[offset]) for offset, r in enumerate(records)
+             if got[offset] != r.expected_reason}
+    assert (wrong, len({r.kind for r in records}) > 60) == ({}, True)

@@ -230,8 +230,13 @@ def test_nothing_is_dropped(raw):
     assert counts == (4, len(CASES) - 4)
 
 
-def test_invalid_utf8_is_malformed_json(spark):
-    value = b'{"user_id": "u\xff", "product_id": "p1", "quantity": 2, "timestamp": 1795770000000}'
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                                 b"\xe2\x82"])
+def test_invalid_utf8_is_malformed_json(spark, bad):
+    """Invalid, overlong ('/' as C0 AF, which Jackson alone reads as '/'), surrogate, beyond
+    U+10FFFF, cut short."""
+    value = (b'{"user_id": "u' + bad + b'", "product_id": "p1", "quantity": 2, '
+             b'"timestamp": 1795770000000}')
     raw = spark.createDataFrame(
         [(value, "sales", 0, 0, KAFKA_TIME)],
         "value binary, topic string, partition int, offset long, timestamp timestamp",

@@ -21,12 +21,13 @@ import org.apache.spark.sql.api.java.UDF1;
  * parse with Jackson (the JSON library Spark itself ships) replaces building a VARIANT and
  * extracting each field from it: the whole validation runs 3.3x faster (benchmarks/RESULTS.md).
  *
- * <p>What counts as malformed: anything Jackson's default (strict) settings refuse (comments,
- * single quotes, NaN, leading zeros, invalid UTF-8 in a value it reads, nesting or numbers
- * beyond its limits...), an object with a duplicate key at any depth, an empty value, anything
- * after the first JSON value, and an id or timestamp string holding a lone UTF-16 surrogate
- * (an escape such as {@code "\ud800"} that encodes no character: it has no UTF-8 form, and
- * two such ids would be stored as the same text).
+ * <p>What counts as malformed: a value that is not well-formed UTF-8 (checked first, over the
+ * whole value: Jackson itself reads an overlong {@code C0 AF} as {@code /}), anything Jackson's
+ * default (strict) settings refuse (comments, single quotes, NaN, leading zeros, nesting or
+ * numbers beyond its limits...), an object with a duplicate key at any depth, an empty value,
+ * anything after the first JSON value, and an id or timestamp string holding a lone UTF-16
+ * surrogate (an escape such as {@code "\ud800"} that encodes no character: it has no UTF-8
+ * form, and two such ids would be stored as the same text).
  */
 public final class SaleFields implements UDF1<byte[], Row> {
   private static final long serialVersionUID = 1L;
@@ -78,7 +79,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
   @Override
   public Row call(byte[] value) {
     Object[] row = new Object[WIDTH];
-    if (value == null) { // a Kafka record without a value
+    if (value == null || !isWellFormedUtf8(value)) { // no value, or not UTF-8 text
       return malformed(row);
     }
     try (JsonParser parser = JSON.createParser(value)) {
@@ -97,6 +98,48 @@ public final class SaleFields implements UDF1<byte[], Row> {
     } catch (Exception e) { // Jackson's parse errors; a bad record must not fail the batch
       return malformed(row);
     }
+  }
+
+  /**
+   * Whether {@code bytes} is well-formed UTF-8 (the Unicode standard's table 3-7): no overlong
+   * form, no surrogate, nothing above U+10FFFF, no sequence cut short. ASCII costs one compare
+   * per byte.
+   */
+  static boolean isWellFormedUtf8(byte[] bytes) {
+    int i = 0;
+    int n = bytes.length;
+    while (i < n) {
+      int b = bytes[i] & 0xFF;
+      if (b < 0x80) {
+        i++;
+        continue;
+      }
+      int need;
+      int low = 0x80;
+      int high = 0xBF; // the allowed range of the first continuation byte
+      if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+      } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        if (b == 0xE0) low = 0xA0; // overlong
+        if (b == 0xED) high = 0x9F; // surrogates
+      } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        if (b == 0xF0) low = 0x90; // overlong
+        if (b == 0xF4) high = 0x8F; // above U+10FFFF
+      } else {
+        return false; // a continuation byte, C0, C1 or F5..FF
+      }
+      if (i + need >= n) return false; // cut short
+      int first = bytes[i + 1] & 0xFF;
+      if (first < low || first > high) return false;
+      for (int k = 2; k <= need; k++) {
+        int next = bytes[i + k] & 0xFF;
+        if (next < 0x80 || next > 0xBF) return false;
+      }
+      i += need + 1;
+    }
+    return true;
   }
 
   private static Row malformed(Object[] row) {
