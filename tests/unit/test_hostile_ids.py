@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +27,7 @@ from recsys_contract.runs import (
 from spark_app import schema as S
 from spark_app.stream.validate import classify
 from spark_app.training.export import write_csv
-from visualize.ids import parse_visible_id
+from tests.visualize_fixtures import shown_ids
 from visualize.loading import load_run
 from visualize.plots import PlotOptions
 from visualize.report import render_run
@@ -91,35 +90,11 @@ def test_the_visualizer_reads_back_every_id(run: Path) -> None:
         sorted(HOSTILE_IDS * 2), sorted(f"p:{i}" for i in HOSTILE_IDS), sorted(HOSTILE_IDS))
 
 
-class _ShownIds(HTMLParser):
-    """The text of every id element (<bdi class="id">) of a report page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: list[str] = []
-        self._depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "bdi" and ("class", "id") in attrs:
-            self.ids.append("")
-            self._depth = 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "bdi":
-            self._depth = 0
-
-    def handle_data(self, data: str) -> None:
-        if self._depth:
-            self.ids[-1] += data
-
-
 def test_the_report_shows_every_id_it_lists_exactly(run: Path) -> None:
     """Defect 13's report with hostile ids: drawn without error (an id such as `$\\frac$` is
     no formula), and each id shown in the page maps back to exactly that id."""
     rendered = render_run(run.parent.parent, options=PlotOptions(dpi=30))
-    page = _ShownIds()
-    page.feed(rendered.index.read_text(encoding="utf-8"))
-    shown = [parse_visible_id(text) for text in page.ids]
+    shown = shown_ids(rendered.index.read_text(encoding="utf-8"))
     top = rendered.top_products.labels  # the most recommended, beside the popular list
     assert (shown, set(top) <= set(HOSTILE_IDS)) == (
         [item for pair in zip(top, HOSTILE_IDS[:10], strict=True) for item in pair], True)
