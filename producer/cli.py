@@ -25,6 +25,7 @@ from kafka.errors import KafkaError
 from producer.badevents import BAD_KINDS
 from producer.errors import ProducerConfigError, ReplayFormatError
 from producer.generator import DEFAULT_START, GeneratorConfig, SalesGenerator
+from producer.hostile import hostile_records
 from producer.progress import PROGRESS_MODES, Progress
 from producer.records import RecordChunk
 from producer.replay import ColumnMapping, QuarantineForecast, forecast_quarantine, read_replay
@@ -139,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     shop.add_argument("--bad-ratio", type=_ratio, default=0.0, metavar="R",
                       help="share of malformed events mixed in, cycling through: "
                       + ", ".join(BAD_KINDS) + " (default: 0)")
+    shop.add_argument("--hostile", action="store_true",
+                      help="send the hostile corpus instead (producer/hostile.py: one record "
+                      "of each of ~100 kinds the job must quarantine or survive, then valid "
+                      "events with hostile ids), once")
     shop.add_argument("--start", default=DEFAULT_START, metavar="ISO|now",
                       help="simulated time of the first event (default: %(default)s)")
     shop.add_argument("--mean-gap-ms", type=_non_negative_float, default=100.0,
@@ -209,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with status 2 naming the flag."""
+    if args.hostile and (args.replay is not None or args.bad_ratio > 0):
+        parser.error("--hostile sends its own corpus: not with --replay or --bad-ratio")
     if args.replay is not None:
         if args.bad_ratio > 0:
             parser.error("--bad-ratio only applies to the generator, not to --replay")
@@ -327,6 +334,17 @@ def _check_replay_times(
     log.warning("%s", message)
 
 
+def _hostile_source() -> tuple[Iterator[RecordChunk], int]:
+    """The fuzz corpus as one chunk (its record without a value left out: it needs a key)."""
+    records = [r for r in hostile_records(now_ms=now_ms()) if r.value is not None]
+    log.info("hostile corpus: %d records of %d kinds, %d of them valid", len(records),
+             len({r.kind for r in records}), sum(r.expected_reason is None for r in records))
+    chunk = RecordChunk([None] * len(records), [r.value for r in records],
+                        bad={i: r.expected_reason for i, r in enumerate(records)
+                             if r.expected_reason})
+    return iter([chunk]), len(records)
+
+
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     """First SIGINT/SIGTERM: stop sending and flush; a second SIGINT aborts at once."""
 
@@ -348,7 +366,12 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
 def run(args: argparse.Namespace) -> int:
     """Send what the arguments ask for; returns the exit code."""
-    source, total = _replay_source(args) if args.replay else _generator_source(args)
+    if args.replay:
+        source, total = _replay_source(args)
+    elif args.hostile:
+        source, total = _hostile_source()
+    else:
+        source, total = _generator_source(args)
     settings = ProducerSettings(
         compression_type=args.compression, linger_ms=args.linger_ms, batch_size=args.batch_size
     )

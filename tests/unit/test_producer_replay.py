@@ -12,6 +12,7 @@ import pytest
 
 from producer.cli import main
 from producer.errors import ReplayFormatError
+from producer.hostile import hostile_records
 from producer.replay import ColumnMapping, ReplayTable, forecast_quarantine, read_replay
 from producer.timefmt import parse_instant_ms
 from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
@@ -287,3 +288,10 @@ def test_the_forecast_counts_events_sent_ahead_of_their_time(table: ReplayTable)
                                 min_timestamp_ms=0, max_future_ms=3_600_000)
     beyond = sum(parse_instant_ms(e[TIMESTAMP]) > start + 3_600_000 for e in table.events())
     assert (forecast.in_future, later.in_future, forecast.too_old) == (beyond, 0, 0)
+
+
+def test_the_producer_sends_the_hostile_corpus(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code = main(["--hostile", "--dry-run", "--log-level", "ERROR"])
+    out = capsysbinary.readouterr().out
+    kinds = {r.kind for r in hostile_records(now_ms=0)}
+    assert (code, out.count(b'"fuzz-max"'), len(kinds) > 60) == (0, 1, True)
