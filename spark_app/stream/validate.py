@@ -36,8 +36,6 @@ _MALFORMED = "malformed"
 _NOT_AN_OBJECT = "not_an_object"
 _STRING, _INTEGER, _FLOAT, _NULL = "string", "integer", "float", "null"
 _PARSED = "_parsed"  # scratch struct column: the parser's output
-# A blank id (empty, or only the contract's BLANK_CHARACTERS), as a Java regular expression.
-_BLANK = r"\A[" + "".join(f"\\x{{{ord(c):04X}}}" for c in S.BLANK_CHARACTERS) + r"]*\z"
 
 
 def parser_schema(spark: SparkSession, class_name: str = SALE_FIELDS_CLASS) -> str:
@@ -139,8 +137,10 @@ def _reason(
         (~_type(S.TIMESTAMP).isin(_STRING, _INTEGER),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.TIMESTAMP))),
     ]
-    checks += [  # an absent or null event_id gets a default one; a blank one is no id
-        (_p(name).rlike(_BLANK), F.lit(Reason.of(Reason.EMPTY_ID, name)))
+    # The parser names the first blank id (empty, or only the contract's BLANK_CHARACTERS) in
+    # this order; an absent or null event_id gets a default one, a blank one is no id.
+    checks += [
+        (_p("blank_id") == name, F.lit(Reason.of(Reason.EMPTY_ID, name)))
         for name in (S.USER_ID, S.PRODUCT_ID, S.EVENT_ID)
     ]
     checks += [

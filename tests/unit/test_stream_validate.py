@@ -83,6 +83,7 @@ GAP_CASES: list[tuple[str, str | None]] = [
     (with_(event_id=None), None),  # null: the default id, as if absent
     (with_(user_id="\u200b"), None),  # zero-width space: a format character, not blank
     (with_(user_id="\ufeff"), None),
+    (with_(user_id="\u180e"), None),  # Mongolian vowel separator: whitespace until Unicode 6.3
     (with_(user_id="\u0000"), None),  # NUL is a character of an id
     (with_(user_id=" u1 "), None),  # spaces around an id are kept, not trimmed
     (with_(user_id="\ud800"), Reason.MALFORMED_JSON),  # a lone surrogate: no character

@@ -38,7 +38,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
           + "event_id_type STRING, user_id_type STRING, product_id_type STRING, "
           + "quantity_type STRING, timestamp_type STRING, price_type STRING, "
           + "event_id STRING, user_id STRING, product_id STRING, timestamp_text STRING, "
-          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT";
+          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT, "
+          + "blank_id STRING";
 
   /** Values of the {@code json} field: the shape of the whole record. */
   public static final String OBJECT = "object";
@@ -71,7 +72,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
   private static final int TIMESTAMP_MILLIS = 12;
   private static final int PRICE = 13;
   private static final int TIMESTAMP_MICROS = 14;
-  private static final int WIDTH = 15;
+  private static final int BLANK_ID = 15;
+  private static final int WIDTH = 16;
 
   private static final JsonFactory JSON =
       JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
@@ -87,6 +89,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
       if (first == JsonToken.START_OBJECT) {
         readObject(parser, row);
         row[SHAPE] = OBJECT;
+        row[BLANK_ID] = firstBlankId(row);
       } else if (first != null) {
         parser.skipChildren();
         row[SHAPE] = NOT_AN_OBJECT;
@@ -203,6 +206,29 @@ public final class SaleFields implements UDF1<byte[], Row> {
       }
       default -> { } // a string quantity or price: its type says enough
     }
+  }
+
+  /**
+   * The first of user_id, product_id, event_id (in that order) whose string is blank, or null.
+   * Blank: empty, or only characters that {@link Character#isWhitespace}, {@link
+   * Character#isSpaceChar} or U+0085 accept: the set of Python's str.isspace(), declared as
+   * BLANK_CHARACTERS in recsys_contract/events.py (tests/unit/test_stream_validate.py sends
+   * each of them).
+   */
+  static String firstBlankId(Object[] row) {
+    if (isBlank((String) row[USER_ID])) return "user_id";
+    if (isBlank((String) row[PRODUCT_ID])) return "product_id";
+    if (isBlank((String) row[EVENT_ID])) return "event_id";
+    return null;
+  }
+
+  static boolean isBlank(String text) {
+    if (text == null) return false; // absent or not a string: another check names it
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      if (!Character.isWhitespace(c) && !Character.isSpaceChar(c) && c != '\u0085') return false;
+    }
+    return true;
   }
 
   /** Whether {@code text} holds a surrogate that is not half of a pair (no Unicode character). */
