@@ -15,7 +15,8 @@ import org.apache.spark.sql.api.java.UDF1;
 /**
  * Reads the JSON value of one Kafka record in a single pass and returns, for each field of a
  * sales event, its JSON type and its value. The checks that turn these into a quarantine reason
- * live in spark_app/stream/validate.py; this class only parses.
+ * live in spark_app/stream/validate.py; this class only parses (and names the first blank id,
+ * as {@link #firstBlankId} says).
  *
  * <p>Registered by validate.py as a Spark SQL function returning {@link #SCHEMA}. One streaming
  * parse with Jackson (the JSON library Spark itself ships) replaces building a VARIANT and
