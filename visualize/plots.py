@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,9 +158,14 @@ class QualityDrawing:
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> tuple[int, int]:
-    """Save ``fig`` as PNG at its own size (no tight bbox: the pixel size stays figsize*dpi)."""
+    """Save ``fig`` as PNG at its own size (no tight bbox: the pixel size stays figsize*dpi).
+
+    An id may hold characters the font lacks (emoji): they are drawn as boxes, without a
+    warning per glyph (the page's tables show the ids exactly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", facecolor="white")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        fig.savefig(path, dpi=dpi, format="png", facecolor="white")
     width, height = fig.get_size_inches()
     fig.clear()  # drop artists now; the Figure is not registered with pyplot
     return round(width * dpi), round(height * dpi)
