@@ -255,6 +255,10 @@ class Manifest(_Json):
     timings_seconds: dict[str, float] = field(default_factory=dict)
     spark: dict[str, str] = field(default_factory=dict)
     graph_engine: str | None = None
+    # The last micro-batch the job had committed when the run started: the quarantine's
+    # batch_id=<N> folders up to it hold what was quarantined before the run (the report
+    # counts them per run). None: not recorded (runs written before 2026-12-03).
+    last_batch_id: int | None = None
 
 
 @dataclass(frozen=True)

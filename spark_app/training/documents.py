@@ -41,7 +41,7 @@ def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool,
 def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, accepted: bool,
                 reason: str, event_counts: dict[str, int], sizes: SplitSizes,
                 kafka_offsets: dict[str, list[int]] | None, timings: dict[str, float],
-                spark: SparkSession, als: AlsSettings) -> Manifest:
+                spark: SparkSession, als: AlsSettings, last_batch_id: int | None) -> Manifest:
     """manifest.json; `timings` is filled in as the run goes (the same dict); `als` the
     settings fitted (parameters.als), which model selection may have chosen."""
     return Manifest(
@@ -53,6 +53,7 @@ def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, a
         kafka=KafkaSpan(s.topic, {str(p): list(o) for p, o in (kafka_offsets or {}).items()}),
         parameters={**s.parameters, "als": asdict(als)}, timings_seconds=timings,
         spark={"version": spark.version, "master": spark.sparkContext.master},
+        last_batch_id=last_batch_id,
     )
 
 

@@ -76,6 +76,7 @@ def run_training(
     sequence: int,
     event_counts: dict[str, int],
     kafka_offsets: dict[str, list[int]] | None = None,
+    last_batch_id: int | None = None,
 ) -> TrainingOutcome:
     """Train, evaluate against the popularity baseline, and publish or reject one run."""
     s = RunSettings.from_config(cfg)
@@ -102,7 +103,8 @@ def run_training(
         log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
         metrics = metrics_of(s, evaluation, accepted, selection)
         manifest = manifest_of(s, run_id, sequence, created, accepted, reason, event_counts,
-                               split.sizes, kafka_offsets, clock.timings, spark, als)
+                               split.sizes, kafka_offsets, clock.timings, spark, als,
+                               last_batch_id)
         if not accepted:
             clock.timings["total"] = clock.elapsed()
             path = export_rejected(s.results, run_id, metrics=metrics, manifest=manifest)
