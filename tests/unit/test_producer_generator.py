@@ -465,3 +465,17 @@ def test_cli_writes_the_planted_truth(tmp_path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     expected = json.loads(json.dumps(SalesGenerator(config()).truth.to_dict()))
     assert json.loads(out.read_text()) == expected
+
+
+def test_the_producer_takes_its_defaults_from_the_jobs_settings_file(tmp_path) -> None:
+    from producer.cli import build_parser, with_settings
+
+    settings = tmp_path / "job.yaml"
+    settings.write_text("kafka: {bootstrap_servers: '127.0.0.1:19092', topic: orders}\n"
+                        "stream: {max_message_bytes: 500}\n")
+    from_file = with_settings(build_parser().parse_args(["--config", str(settings)]))
+    flagged = with_settings(build_parser().parse_args(["--config", str(settings),
+                                                       "--topic", "other"]))
+    assert (from_file.bootstrap_servers, from_file.topic, from_file.connect_timeout,
+            from_file.stream.max_message_bytes, flagged.topic) == (
+        "127.0.0.1:19092", "orders", 15.0, 500, "other")

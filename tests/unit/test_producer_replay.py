@@ -276,7 +276,7 @@ def test_the_job_settings_file_is_used_for_the_check(
 ) -> None:
     job = tmp_path / "job.yaml"
     job.write_text('stream:\n  min_timestamp: "1970-01-01T00:00:00Z"\n')
-    code = main([*yearly_csv(tmp_path, 1980, 2010), "--job-config", str(job)])
+    code = main([*yearly_csv(tmp_path, 1980, 2010), "--config", str(job)])
     assert (code, _logged(caplog)) == (0, "")
 
 
