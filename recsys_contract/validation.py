@@ -15,6 +15,7 @@ inside a field the job does not read is malformed here. The job's quarantine is 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from recsys_contract.events import (
     TIMESTAMP,
     USER_ID,
     Reason,
+    is_blank,
 )
 
 # Epoch milliseconds a Spark timestamp holds (years 0001-9999), as in the job.
@@ -81,7 +83,12 @@ def parse_json(value: bytes | None) -> Any:
     if value is None:
         raise _Malformed("no value")
     text = value.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return _DECODER.decode(text)  # raises on trailing data and empty text
+    parsed = _DECODER.decode(text)  # raises on trailing data and empty text
+    if isinstance(parsed, dict):
+        for name in (USER_ID, PRODUCT_ID, EVENT_ID, TIMESTAMP):
+            if isinstance(parsed.get(name), str):
+                parsed[name].encode("utf-8")  # a lone surrogate escape ("\\ud800") raises
+    return parsed
 
 
 def _is_int(value: Any) -> bool:
@@ -90,6 +97,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite(number: int | float) -> bool:
+    """Whether a JSON number is a finite double (1e400 or a 400-digit integer is not)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
 
 
 def _absent(event: dict[str, Any], name: str) -> bool:
@@ -135,8 +150,8 @@ def validate_event(event: Any, kafka_timestamp_ms: int, limits: Limits) -> str |
         return Reason.of(Reason.WRONG_TYPE, QUANTITY)
     if not (isinstance(event[TIMESTAMP], str) or _is_int(event[TIMESTAMP])):
         return Reason.of(Reason.WRONG_TYPE, TIMESTAMP)
-    for name in (USER_ID, PRODUCT_ID):
-        if event[name].strip(" ") == "":  # Spark's trim removes spaces only
+    for name in (USER_ID, PRODUCT_ID, EVENT_ID):
+        if isinstance(event.get(name), str) and is_blank(event[name]):
             return Reason.of(Reason.EMPTY_ID, name)
     quantity = event[QUANTITY]
     if not _INT64[0] <= quantity <= _INT64[1]:
@@ -154,7 +169,7 @@ def validate_event(event: Any, kafka_timestamp_ms: int, limits: Limits) -> str |
         return Reason.TIMESTAMP_IN_FUTURE
     if not _absent(event, PRICE):
         price = event[PRICE]
-        if not _is_number(price) or price < 0 or price != price:
+        if not _is_number(price) or price < 0 or not _finite(price):
             return Reason.PRICE_INVALID
     return None
 
