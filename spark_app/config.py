@@ -86,8 +86,10 @@ class TrainingConfig(_Section):
 
 
 class PathsConfig(_Section):
-    results: Path
-    state: Path
+    # A plain local path or a Hadoop filesystem URI (file:///..., hdfs://namenode:port/...):
+    # kept as text, since a Path would fold the `//` of a URI (spark_app/storage.py).
+    results: str = Field(min_length=1)
+    state: str = Field(min_length=1)
 
 
 class AlsConfig(_Section):

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +29,7 @@ from spark_app.schema import (
     USER_IDX,
 )
 from spark_app.session import graphframes_jar_loaded
+from spark_app.storage import Storage, join
 from spark_app.training.als import build_als, fit_als, resolve_blocks
 from spark_app.training.evaluate import (
     decide,
@@ -94,7 +94,7 @@ class TrainingOutcome:
     run_id: str
     accepted: bool
     reason: str
-    path: Path
+    path: str  # URI of the run's folder
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,14 +138,21 @@ def run_training(
     sequence: int,
     event_counts: dict[str, int],
     kafka_offsets: dict[str, list[int]] | None = None,
+    seq_range: tuple[int, int] | None = None,
+    storage: Storage | None = None,
 ) -> TrainingOutcome:
-    """Train, evaluate against the popularity baseline, and publish or reject one run."""
+    """Train, evaluate against the popularity baseline, and publish or reject one run.
+
+    `seq_range`: the events' [first_seq, cut), recorded in the manifest so that a restart
+    finds this sequence's run again (export.find_published) instead of publishing it twice.
+    """
     cycle_started = time.perf_counter()
     timings: dict[str, float] = {}
-    results = Path(cfg.paths.results).resolve()
-    state = Path(cfg.paths.state).resolve()
-    results.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(results)
+    storage = storage or Storage(spark)
+    results = storage.qualify(cfg.paths.results)
+    state = storage.qualify(cfg.paths.state)
+    storage.mkdirs(results)
+    clean_stale_tmp(storage, results)
     created = datetime.now(UTC)
     run_id = make_run_id(sequence, created)
     parallelism = spark.sparkContext.defaultParallelism
@@ -166,7 +173,8 @@ def run_training(
             # Integer ids first (see prepare.py): the maps from the events' ids, the two
             # independent maps' small jobs side by side; the aggregation by integer pair,
             # clustered by user, is lazy, run and cached once with the split's flag below.
-            user_map, product_map = update_id_maps(spark, events, state / ID_MAP_DIR)
+            user_map, product_map = update_id_maps(spark, events, join(state, ID_MAP_DIR),
+                                                   storage)
             indexed = pairs_by_user(attach_indices(events, user_map, product_map))
 
         with _stage("split", timings):
@@ -266,6 +274,7 @@ def run_training(
         manifest: dict[str, Any] = {
             "run_id": run_id,
             "sequence": sequence,
+            "seq_range": list(seq_range) if seq_range is not None else None,
             "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "accepted": accepted,
             "reason": reason,
@@ -299,7 +308,7 @@ def run_training(
 
         if not accepted:
             timings["total"] = round(time.perf_counter() - cycle_started, 3)
-            path = export_rejected(results, run_id, metrics=metrics, manifest=manifest)
+            path = export_rejected(storage, results, run_id, metrics=metrics, manifest=manifest)
             log.warning("run %s rejected, latest unchanged: %s", run_id, reason)
             return TrainingOutcome(run_id, False, reason, path, metrics)
 
@@ -309,7 +318,7 @@ def run_training(
 
         # The run's files are written as soon as their data is ready, beside the next stages:
         # the model and the edges and popular CSVs while the graph is computed.
-        with RunDraft(results, run_id) as draft:
+        with RunDraft(results, run_id, storage=storage) as draft:
             draft.save_model(model)
             with _stage("recommend", timings):
                 if scored is not None:

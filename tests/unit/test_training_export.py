@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from spark_app.training.export import RunDraft, csv_header, write_csv
+from spark_app.run_pointer import parse_latest, read_latest
+from spark_app.storage import Storage
+from spark_app.training.export import RunDraft, csv_header, point_latest, write_csv
+from tests.run_paths import local
 
 
 def _single_task_csv(df, folder: Path) -> bytes:
@@ -56,8 +59,23 @@ def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
     with RunDraft(tmp_path, "run-1") as draft:
         draft.write_csv("edges.csv", df)
         path = draft.publish({"k": 10}, {"run_id": "run-1"})
-    assert sorted(p.name for p in path.iterdir()) == [
+    assert sorted(p.name for p in local(path).iterdir()) == [
         "edges.csv",
         "manifest.json",
         "metrics.json",
     ]
+
+
+def test_latest_is_a_pointer_file_that_replaces_an_old_symlink(spark, tmp_path: Path) -> None:
+    (tmp_path / "runs" / "run-1").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(Path("runs") / "run-1")
+    before = read_latest(tmp_path)
+    point_latest(Storage(spark), str(tmp_path), "run-2")
+    pointer = tmp_path / "latest"
+    assert (before, pointer.is_symlink(), pointer.read_text(), read_latest(tmp_path)) == (
+        "run-1", False, "run-2\n", "run-2")
+
+
+def test_pointer_text_names_a_run_or_nothing() -> None:
+    assert [parse_latest(t) for t in ("run-1\n", "", "\n", "../x", ".tmp-1")] == [
+        "run-1", None, None, None, None]

@@ -12,21 +12,21 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_app.config import AppConfig, load_config
+from spark_app.run_pointer import format_latest, read_latest
 from spark_app.schema import EVENT_TIME, PRODUCT_ID, PRODUCT_IDX, QUANTITY, USER_ID, USER_IDX
+from spark_app.storage import Storage
+from spark_app.stream.ledger import Ledger, TrainingRecord
+from spark_app.stream.trainers import als_trainer
 from spark_app.training import TrainingOutcome, run_training
 from spark_app.training import export as export_module
 from spark_app.training import pipeline as pipeline_module
 from spark_app.training.als import build_als, fit_als
 from spark_app.training.evaluate import evaluate_split
-from spark_app.training.export import (
-    RunDraft,
-    clean_stale_tmp,
-    latest_run_id,
-    point_latest,
-)
+from spark_app.training.export import RunDraft, clean_stale_tmp
 from spark_app.training.pipeline import warm_python_workers
 from spark_app.training.prepare import aggregate_indexed_pairs
 from spark_app.training.split import split_pairs
+from tests.run_paths import latest_dir, local
 from tests.training_data import events_df, planted_events, uniform_events
 
 RUN_FILES = ["edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"]
@@ -52,12 +52,12 @@ def _counts(rows: list[tuple]) -> dict[str, int]:
 def _previous_run(results: Path) -> None:
     """A published run that `latest` points at before the run under test."""
     (results / "runs" / "20260101T000000Z-000001").mkdir(parents=True)
-    point_latest(results, "20260101T000000Z-000001")
+    (results / "latest").write_text(format_latest("20260101T000000Z-000001"))
 
 
 def _visible(results: Path) -> tuple[list[str], str | None]:
     runs = sorted(p.name for p in (results / "runs").iterdir() if not p.name.startswith("."))
-    return runs, latest_run_id(results)
+    return runs, read_latest(results)
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +83,18 @@ def test_planted_segments_beat_popularity_at_least_twice(planted) -> None:
 
 def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
     _, outcome, _ = planted
-    assert sorted(p.name for p in outcome.path.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in local(outcome.path).iterdir()) == RUN_FILES
 
 
 def test_latest_points_at_the_published_run(planted) -> None:
     results, outcome, _ = planted
-    assert (results / "latest").resolve() == outcome.path.resolve()
+    assert latest_dir(results) == local(outcome.path)
 
 
 def test_csv_headers_follow_the_run_format(planted) -> None:
     results, _, _ = planted
     headers = {
-        name: (results / "latest" / name).read_text().splitlines()[0]
+        name: (latest_dir(results) / name).read_text().splitlines()[0]
         for name in ("vertices.csv", "edges.csv", "popular.csv")
     }
     assert headers == {
@@ -106,7 +106,7 @@ def test_csv_headers_follow_the_run_format(planted) -> None:
 
 def test_no_user_is_recommended_what_they_bought(spark, planted) -> None:
     results, _, rows = planted
-    edges = spark.read.option("header", True).csv(str(results / "latest" / "edges.csv"))
+    edges = spark.read.option("header", True).csv(str(latest_dir(results) / "edges.csv"))
     bought = events_df(spark, rows).select(
         F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
     )
@@ -116,7 +116,7 @@ def test_no_user_is_recommended_what_they_bought(spark, planted) -> None:
 def test_manifest_counts_every_pair_user_and_product_of_the_events(planted) -> None:
     # Every event is mapped and aggregated by integer pair: nothing dropped, nothing split.
     results, _, rows = planted
-    manifest = json.loads((results / "latest" / "manifest.json").read_text())
+    manifest = json.loads((latest_dir(results) / "manifest.json").read_text())
     counted = {key: manifest["events"][key] for key in ("pairs", "users", "products")}
     assert counted == {
         "pairs": len({(row[1], row[2]) for row in rows}),
@@ -127,7 +127,7 @@ def test_manifest_counts_every_pair_user_and_product_of_the_events(planted) -> N
 
 def test_manifest_records_offsets_engine_and_timings(planted) -> None:
     results, _, _ = planted
-    manifest = json.loads((results / "latest" / "manifest.json").read_text())
+    manifest = json.loads((latest_dir(results) / "manifest.json").read_text())
     summary = (
         manifest["kafka"]["offsets"],
         manifest["graph_engine"],
@@ -194,7 +194,7 @@ def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> N
 
 def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path, monkeypatch):
     _, outcome, _ = planted
-    model = ALSModel.load(str(outcome.path / "model"))
+    model = ALSModel.load(str(local(outcome.path) / "model"))
     table = spark.createDataFrame([("u:1", 1)], "id string, n int")
     results = tmp_path / "results"
     _previous_run(results)
@@ -213,10 +213,10 @@ def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path
     assert _visible(results) == before
 
 
-def test_next_run_removes_stale_partial_runs(tmp_path) -> None:
+def test_next_run_removes_stale_partial_runs(spark, tmp_path) -> None:
     (tmp_path / ".tmp-20260101T000000Z-000003" / "model").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
-    clean_stale_tmp(tmp_path)
+    clean_stale_tmp(Storage(spark), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["runs"]
 
 
@@ -238,11 +238,12 @@ def test_other_recommend_paths_give_the_same_graph_shape(spark, planted, tmp_pat
         spark, events_df(spark, rows), _config(tmp_path, *options), sequence=2,
         event_counts=_counts(rows),
     )  # fmt: skip
-    edges = spark.read.option("header", True).csv(str(outcome.path / "edges.csv"))
+    edges = spark.read.option("header", True).csv(outcome.path + "/edges.csv")
     bought = events_df(spark, rows).select(
         F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
     )
-    assert (outcome.accepted, sorted(p.name for p in outcome.path.iterdir())) == (True, RUN_FILES)
+    assert (outcome.accepted, sorted(p.name for p in local(outcome.path).iterdir())) == (
+        True, RUN_FILES)
     assert {key: outcome.metrics["graph"][key] for key in ("vertices", "edges", "users")} == {
         key: default.metrics["graph"][key] for key in ("vertices", "edges", "users")
     }
@@ -269,3 +270,20 @@ def test_a_second_cycle_reuses_the_first_cycles_generated_code(spark, tmp_path) 
         )
         compiled.append(codegen.METRIC_COMPILATION_TIME().getCount() - before)
     assert compiled[1] < 50, compiled
+
+
+def test_a_sequence_published_before_a_crash_is_recorded_not_published_again(spark, tmp_path):
+    # Killed after the run's rename into runs/, before `latest` moved and the ledger recorded
+    # it: the restart runs the pending sequence again, which must find the published run.
+    rows = planted_events(users=40, products=24, events_per_user=6)
+    train = als_trainer(_config(tmp_path))
+    record = TrainingRecord(sequence=1, cut=len(rows), first_seq=0, trigger="threshold")
+    ledger = Ledger(total_valid=len(rows), pending_training=record)
+    first = train(events_df(spark, rows), record, ledger)
+    results = tmp_path / "results"
+    (results / "latest").unlink(missing_ok=True)
+    again = train(events_df(spark, rows), record, ledger)
+    folders = sorted(p.name for kind in ("runs", "rejected") if (results / kind).is_dir()
+                     for p in (results / kind).iterdir())
+    latest = first[0] if first[1] else None
+    assert (again, folders, read_latest(results)) == (first, [first[0]], latest)

@@ -1,0 +1,21 @@
+"""Test helpers: a run's local folder from the URIs the job returns, and `latest`'s run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from spark_app.run_pointer import RUNS, read_latest
+
+
+def local(uri: str | Path) -> Path:
+    """The local path of a `file:` URI (or of a plain path)."""
+    text = str(uri)
+    return Path(unquote(urlparse(text).path)) if text.startswith("file:") else Path(text)
+
+
+def latest_dir(results: Path) -> Path:
+    """The folder of the run `results/latest` names (AssertionError if it names none)."""
+    run_id = read_latest(results)
+    assert run_id is not None, f"{results}/latest names no run"
+    return Path(results) / RUNS / run_id
