@@ -100,7 +100,8 @@ def scheme_of(path: str | Path) -> str:
 
 def _java_error(exc: BaseException) -> tuple[str, str]:
     """(Java class name, first message line) of a Py4JJavaError; ("", str) otherwise."""
-    java = getattr(exc, "java_exception", None)
+    # Py4J's error, or pyspark's conversion of it (which keeps the Java one as `_origin`).
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
     if java is None:
         return "", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     try:
@@ -140,7 +141,7 @@ class Storage:
             fs = self._filesystems.get(key)
             if fs is None:
                 fs = jpath.getFileSystem(self._conf)
-                if fs.getScheme() == "file":
+                if str(fs.getUri().getScheme()) == "file":
                     fs = self._jvm.org.apache.hadoop.fs.FileSystem.getLocal(
                         self._conf).getRawFileSystem()
                 self._filesystems[key] = fs
@@ -277,7 +278,7 @@ class Storage:
         """Rename file `source` over file `target` atomically: a reader sees the old or the
         new file, never none."""
         fs = self._fs(target)
-        if fs.getScheme() == "hdfs":
+        if str(fs.getUri().getScheme()) == "hdfs":
             options = self._gateway.new_array(self._jvm.org.apache.hadoop.fs.Options.Rename, 1)
             options[0] = self._jvm.org.apache.hadoop.fs.Options.Rename.OVERWRITE
             fs.rename(self._path(source), self._path(target), options)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from spark_app.run_pointer import read_latest
 from visualize.errors import (
     EmptyRunError,
     IncompleteRunError,
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 # --- the run format (docs/run-format.md); spark_app.schema imports pyspark, so it is restated --
 RUNS_DIR = "runs"
 REJECTED_DIR = "rejected"
-LATEST_LINK = "latest"
+LATEST_LINK = "latest"  # a pointer file naming the run (spark_app/run_pointer.py)
 HIDDEN_PREFIX = "."  # ".tmp-<run_id>": a run being written
 TMP_PREFIX = ".tmp-"
 LATEST = "latest"
@@ -133,14 +134,12 @@ def pending_run_dirs(results: Path) -> list[str]:
 
 
 def latest_run_id(results: Path) -> str | None:
-    """Run id that ``results/latest`` points to, or None when the link is absent or dangling."""
-    link = Path(results) / LATEST_LINK
-    if not (link.is_symlink() or link.exists()):
+    """Run id that ``results/latest`` names (the pointer file, or the symlink of versions
+    before it), or None when it is absent or names no published run."""
+    run_id = read_latest(Path(results))
+    if run_id is None or not (Path(results) / RUNS_DIR / run_id).is_dir():
         return None
-    target = link.resolve()
-    if not target.is_dir():
-        return None
-    return target.name
+    return run_id
 
 
 def resolve_run(results: Path, run: str = LATEST) -> Path:
@@ -153,7 +152,7 @@ def resolve_run(results: Path, run: str = LATEST) -> Path:
     if run == LATEST:
         latest = latest_run_id(results)
         if latest is not None:
-            return (results / LATEST_LINK).resolve()
+            return runs_dir / latest
         if published:
             logger.warning(
                 "%s is missing or dangling; using the newest published run %s",
