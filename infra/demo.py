@@ -24,9 +24,10 @@ from pathlib import Path
 from infra.errors import InfraError
 from infra.kafka_local import LocalKafka
 from infra.wait import wait_until
-from spark_app.errors import StoreFormatError
+from spark_app import schema as S
+from spark_app.run_pointer import RUNS, read_latest
 from spark_app.stream.ledger import load_ledger
-from spark_app.stream.store import check_store_layout
+from spark_app.stream.store import old_layout
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent
@@ -116,9 +117,8 @@ def _render(options: DemoOptions) -> Path:
 def set_aside_old_state(state: Path) -> Path | None:
     """Move the demo's state aside if an older version wrote its event store (the job refuses
     it); the job then starts afresh from the topic. Returns where it went, or None."""
-    try:
-        check_store_layout(state / "events")
-    except StoreFormatError:
+    batch = next((state / "events").glob(f"{S.BATCH_ID}=*"), None)
+    if batch is not None and old_layout([p.name for p in batch.iterdir()]):
         moved = state.with_name(f"{state.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
         state.rename(moved)
         log.warning("the demo's state was written by an older version: moved to %s", moved)
@@ -167,7 +167,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     report = _render(options)
     ledger = load_ledger(options.state)
     return DemoResult(runs_before, len(ledger.trainings),
-                      (options.results / "latest").resolve(), report,
+                      options.results / RUNS / (read_latest(options.results) or ""), report,
                       ledger.total_valid, ledger.total_quarantined)
 
 

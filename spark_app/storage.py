@@ -197,7 +197,7 @@ class Storage:
             kind, message = _java_error(exc)
             if kind.endswith("AccessControlException") or "Permission denied" in message:
                 raise StoragePermissionError(
-                    f"{setting}={path}: no permission to write there ({message.split('.')[0]}); "
+                    f"{setting}={path}: no permission to write there ({message}); "
                     "give the job's user write access or choose another folder"
                 ) from None
             if "ConnectException" in kind or "Connection refused" in message or \

@@ -67,6 +67,11 @@ class SplitCount:
     valid: int
 
 
+def old_layout(batch_entries: list[str]) -> bool:
+    """Whether a batch folder holding these names is in the layout before `seq_base` folders."""
+    return any(name.endswith(".parquet") for name in batch_entries)
+
+
 def check_store_layout(storage: Storage, root: str) -> None:
     """Raise StoreFormatError if `root` holds batches in the layout of versions before
     `seq_base` folders (Parquet files right under `batch_id=<N>/`, `seq` a column)."""
@@ -74,7 +79,7 @@ def check_store_layout(storage: Storage, root: str) -> None:
     if not batches:
         return
     batch = batches[0].path  # every batch has the same layout
-    if any(e.name.endswith(".parquet") for e in storage.list(batch)):
+    if old_layout([e.name for e in storage.list(batch)]):
         raise StoreFormatError(
             f"the event store {root} was written by an older version of the job ({batch} "
             f"holds Parquet files; batches now hold {S.SEQ_BASE}=<B>/ folders). Stop the "
