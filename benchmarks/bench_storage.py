@@ -90,6 +90,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("spark_app").setLevel(logging.WARNING)
     kafka_cfg = load_config().kafka
     per_trigger = kafka_cfg.max_offsets_per_trigger

@@ -189,6 +189,7 @@ class RunWatcher(threading.Thread):
             self.stop.wait(0.05)
 
 
+@pytest.mark.timeout(1800)  # seven lives of the job, each starting Spark and training
 def test_sigkills_on_hdfs_lose_nothing_and_publish_each_sequence_once(
         spark, kafka, hdfs, tmp_path):
     topic, wave = "hdfs-crash", 4_000
