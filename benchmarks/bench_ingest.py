@@ -36,7 +36,7 @@ from pyspark.sql import functions as F
 
 from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
-from spark_app.config import load_config
+from recsys_contract.config import load_config
 from spark_app.session import create_session
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.job import StopFlag, kafka_stream, run_query

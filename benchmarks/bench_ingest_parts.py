@@ -33,8 +33,8 @@ from pyspark.sql import functions as F
 from benchmarks.bench_ingest import produce
 from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
+from recsys_contract.config import load_config
 from spark_app import schema as S
-from spark_app.config import load_config
 from spark_app.session import create_session
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.store import VALID, staged_rows

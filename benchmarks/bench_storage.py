@@ -31,12 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spark_app.config import load_config
+
 from benchmarks.bench_ingest import WARMUP_BATCHES, produce
 from benchmarks.bench_training import synthetic_events
 from infra.hdfs_local import LocalHdfs
 from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
-from spark_app.config import load_config
 from spark_app.session import create_session
 from spark_app.storage import join
 from spark_app.stream.batch import BatchProcessor, BatchSettings

@@ -21,13 +21,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from infra.errors import InfraError
 from infra.kafka_local import LocalKafka
 from infra.wait import wait_until
-from spark_app import schema as S
-from spark_app.run_pointer import RUNS, read_latest
-from spark_app.stream.ledger import load_ledger
-from spark_app.stream.store import old_layout
+from recsys_contract.events import QUARANTINE_DIR
+from recsys_contract.runs import (
+    LATEST,
+    MANIFEST,
+    REJECTED_DIR,
+    RUNS_DIR,
+    Manifest,
+    is_hidden,
+    parse_latest,
+)
 
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent
@@ -114,26 +122,42 @@ def _render(options: DemoOptions) -> Path:
     return Path(lines[-1].strip())  # the CLI prints the path of index.html
 
 
-def set_aside_old_state(state: Path) -> Path | None:
-    """Move the demo's state aside if an older version wrote its event store (the job refuses
-    it); the job then starts afresh from the topic. Returns where it went, or None."""
-    batch = next((state / "events").glob(f"{S.BATCH_ID}=*"), None)
-    if batch is not None and old_layout([p.name for p in batch.iterdir()]):
-        moved = state.with_name(f"{state.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
-        state.rename(moved)
-        log.warning("the demo's state was written by an older version: moved to %s", moved)
-        return moved
-    return None
+def finished_runs(results: Path) -> list[str]:
+    """Ids of the training runs the job has finished: published and rejected, oldest first."""
+    ids = []
+    for folder in (results / RUNS_DIR, results / REJECTED_DIR):
+        if folder.is_dir():
+            ids += [p.name for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)]
+    return sorted(ids)
+
+
+def quarantined_records(results: Path) -> int:
+    """Records in the published quarantine (row counts from the Parquet footers)."""
+    files = (results / QUARANTINE_DIR).glob("batch_id=*/*.parquet")
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def latest_manifest(results: Path) -> tuple[Path, Manifest]:
+    """The run the `latest` pointer names, and its manifest."""
+    run_id = parse_latest((results / LATEST).read_text())
+    run = results / RUNS_DIR / str(run_id)
+    return run, Manifest.from_json((run / MANIFEST).read_text(), str(run / MANIFEST))
+
+
+def _job_error(log_file: Path) -> str:
+    """The job's last ERROR line (its one-line reason for stopping), or where to look."""
+    text = log_file.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if " ERROR " in line]
+    return lines[-1].split(": ", 1)[-1] if lines else f"see {log_file}"
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the pipeline until two more runs are published; stop what was started."""
     options.logs.mkdir(parents=True, exist_ok=True)
-    set_aside_old_state(options.state)
     kafka = LocalKafka(home=options.kafka_home, brokers=1, base_port=options.kafka_port)
     started_kafka = not kafka.is_running()
     job = producer = None
-    runs_before = len(load_ledger(options.state).trainings)
+    runs_before = len(finished_runs(options.results))
     try:
         bootstrap = kafka.start(timeout=180)
         kafka.create_topic("sales", partitions=options.partitions)
@@ -146,15 +170,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
         def published() -> bool:
             nonlocal last_report
             if job.poll() is not None:
-                raise InfraError(f"the streaming job exited with {job.returncode}; "
-                                 f"see {options.logs / 'job.log'}")
-            ledger = load_ledger(options.state)
+                raise InfraError(f"the streaming job exited with {job.returncode}: "
+                                 f"{_job_error(options.logs / 'job.log')}")
+            runs = len(finished_runs(options.results))
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
-                log.info("progress: %d valid, %d quarantined events stored; %d of %d runs",
-                         ledger.total_valid, ledger.total_quarantined, len(ledger.trainings),
-                         target)
-            return len(ledger.trainings) >= target and ledger.pending_training is None
+                log.info("progress: %d of %d training runs finished", runs, target)
+            return runs >= target
 
         wait_until(published, options.timeout, f"{target} training runs", interval=0.5)
         if producer.wait(timeout=options.timeout) != 0:
@@ -165,10 +187,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
         if started_kafka:
             kafka.stop()
     report = _render(options)
-    ledger = load_ledger(options.state)
-    return DemoResult(runs_before, len(ledger.trainings),
-                      options.results / RUNS / (read_latest(options.results) or ""), report,
-                      ledger.total_valid, ledger.total_quarantined)
+    latest, manifest = latest_manifest(options.results)
+    return DemoResult(runs_before, len(finished_runs(options.results)), latest, report,
+                      manifest.events.total_valid, quarantined_records(options.results))
 
 
 def main(argv: list[str] | None = None) -> int:

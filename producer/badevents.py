@@ -1,7 +1,7 @@
 """Malformed sales events, one kind per quarantine reason, each labelled with the reason expected.
 
 Every bad event is built from a good event and broken in exactly one way, so the job's
-validation must give exactly `expected_reason` (a `spark_app.schema.Reason` code, with the
+validation must give exactly `expected_reason` (a `recsys_contract.events.Reason` code, with the
 field appended as `code:field` where the defect is about one field: missing_field, empty_id,
 wrong_type). Only `value` goes to Kafka; the label stays with the producer and the tests.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producer.timefmt import MS_PER_DAY, format_timestamp, parse_instant_ms
-from spark_app.schema import (
+from recsys_contract.events import (
     PRICE,
     PRODUCT_ID,
     QUANTITY,
@@ -38,11 +38,6 @@ class BadEvent:
     key: bytes | None
     value: bytes
     expected_reason: str
-
-    @property
-    def expected_code(self) -> str:
-        """The reason code without the `:field` suffix."""
-        return self.expected_reason.partition(":")[0]
 
 
 def _encode(obj: Any) -> bytes:

@@ -37,7 +37,7 @@ from producer.transport import (
     ensure_topic,
 )
 from producer.workers import WorkerPoolTransport
-from spark_app.errors import RecsysError
+from recsys_contract.errors import RecsysError
 
 log = logging.getLogger("producer")
 

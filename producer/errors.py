@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spark_app.errors import RecsysError
+from recsys_contract.errors import RecsysError
 
 
 class ProducerConfigError(RecsysError, ValueError):

@@ -25,7 +25,7 @@ from producer.badevents import BAD_KINDS, DEFAULT_MAX_MESSAGE_BYTES, make_bad_ev
 from producer.errors import ProducerConfigError
 from producer.records import Record, RecordChunk
 from producer.timefmt import TIMESTAMP_FORMATS, now_ms, parse_instant_ms, second_prefixes
-from spark_app.schema import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
+from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
 
 log = logging.getLogger(__name__)
 

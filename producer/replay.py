@@ -28,7 +28,7 @@ from pandas.api.types import union_categoricals
 from producer.errors import ReplayFormatError
 from producer.records import RecordChunk
 from producer.timefmt import second_prefixes
-from spark_app.schema import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
+from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
 
 log = logging.getLogger(__name__)
 

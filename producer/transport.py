@@ -20,7 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import DefaultPartitioner
 
 from producer.errors import ProducerConfigError
-from spark_app.errors import BrokerUnavailableError
+from recsys_contract.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -218,19 +218,6 @@ class KafkaTransport:
             self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
         if self.stats.failed <= _MAX_LOGGED_ERRORS:
             log.error("delivery to %s failed: %s", self.topic, exc)
-
-    def send(self, key: bytes | None, value: bytes) -> None:
-        """Hand one record to the producer; its confirmation is counted when it arrives."""
-        try:
-            future = self._send(self.topic, value=value, key=key)
-        except KafkaError as exc:
-            self.stats.sent += 1
-            self._on_error(exc)
-            raise
-        self.stats.sent += 1
-        self.stats.value_bytes += len(value)
-        future.add_callback(self._on_ack)
-        future.add_errback(self._on_error)
 
     def send_many(self, keys: list[bytes | None], values: list[bytes]) -> None:
         """Send records given as parallel lists (the hot path: no per-record call overhead)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from producer.errors import DeliveryError
 from producer.transport import DeliveryStats, KafkaTransport, ProducerSettings
-from spark_app.errors import BrokerUnavailableError, RecsysError
+from recsys_contract.errors import BrokerUnavailableError, RecsysError
 
 log = logging.getLogger(__name__)
 

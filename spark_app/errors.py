@@ -1,30 +1,23 @@
-"""Named errors raised at the job's boundaries (config, inputs, services)."""
+"""Named errors raised at the job's boundaries (config, inputs, services).
+
+The base and the errors other parts share live in `recsys_contract.errors`.
+"""
 
 from __future__ import annotations
 
-
-class RecsysError(Exception):
-    """Base class: an error whose message says what is wrong and what to do."""
-
-
-class InvalidConfigError(RecsysError):
-    """A configuration file or value is wrong; the message names the key."""
+from recsys_contract.errors import (  # noqa: F401 - re-exported: the job's errors in one place
+    BrokerUnavailableError,
+    InvalidConfigError,
+    RecsysError,
+)
 
 
 class MissingColumnError(RecsysError):
     """A DataFrame lacks columns a function needs."""
 
 
-class BrokerUnavailableError(RecsysError):
-    """The Kafka broker did not answer within the configured deadline."""
-
-
 class MissingJarError(RecsysError):
     """A JVM jar the job needs is not where set-up puts it."""
-
-
-class RunNotFoundError(RecsysError):
-    """A results run that was asked for does not exist or is incomplete."""
 
 
 class StoreFormatError(RecsysError):

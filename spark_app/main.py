@@ -15,7 +15,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script by spark-submit: make `spark_app` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spark_app.config import AppConfig, load_config
+from recsys_contract.config import AppConfig, load_config
 from spark_app.errors import RecsysError
 
 log = logging.getLogger("spark_app")

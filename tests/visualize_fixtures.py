@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spark_app.run_pointer import format_latest
+from recsys_contract.runs import LATEST, format_latest
 
 BASE_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 METRIC_NAMES = ("rmse", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage")
@@ -263,18 +263,11 @@ def write_run(
     return FixtureRun(run_id, path, vertices, edges, popular, manifest, metrics)
 
 
-def point_latest(results: Path, run_id: str, *, symlink: bool = False) -> None:
-    """Replace the pointer file ``results/latest`` atomically so that it names ``run_id``;
-    ``symlink=True``: a link to ``runs/<run_id>`` instead, as versions before the file did."""
-    link = Path(results) / "latest"
+def point_latest(results: Path, run_id: str) -> None:
+    """Replace the ``results/latest`` pointer file atomically with one naming ``run_id``."""
     tmp = Path(results) / ".latest.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    if symlink:
-        tmp.symlink_to(Path("runs") / run_id)
-    else:
-        tmp.write_text(format_latest(run_id))
-    os.replace(tmp, link)
+    tmp.write_text(format_latest(run_id))
+    os.replace(tmp, Path(results) / LATEST)
 
 
 def write_rejected(results: Path, *, sequence: int, n_users: int = 30) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import matplotlib
 
+from recsys_contract.runs import LATEST
 from visualize.errors import VisualizeError
-from visualize.loading import LATEST
 from visualize.plots import PlotOptions
 from visualize.remote import DEFAULT_WEBHDFS_PORT, is_remote, mirror
 from visualize.report import render_run

@@ -7,17 +7,46 @@ malformed raises a named error from :mod:`visualize.errors` whose message is one
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
-from spark_app.run_pointer import read_latest
+from recsys_contract.errors import RunFormatError
+from recsys_contract.events import PRODUCT_ID
+from recsys_contract.runs import (
+    CSV_FILES,
+    CSV_PART_GLOB,
+    EDGE_DST,
+    EDGE_SRC,
+    EDGES_CSV,
+    HIDDEN_PREFIX,
+    IN_DEGREE,
+    LATEST,
+    MANIFEST,
+    METRIC_NAMES,
+    METRICS,
+    OUT_DEGREE,
+    POPULAR_CSV,
+    PRODUCT_TYPE,
+    RANK,
+    REJECTED_DIR,
+    RUNS_DIR,
+    SCORE,
+    TMP_PREFIX,
+    USER_TYPE,
+    VERTEX_ID,
+    VERTEX_LABEL,
+    VERTEX_TYPE,
+    VERTICES_CSV,
+    Manifest,
+    Metrics,
+    parse_latest,
+)
 from visualize.errors import (
     EmptyRunError,
     IncompleteRunError,
@@ -27,34 +56,7 @@ from visualize.errors import (
 )
 
 logger = logging.getLogger(__name__)
-
-# --- the run format (docs/run-format.md); spark_app.schema imports pyspark, so it is restated --
-RUNS_DIR = "runs"
-REJECTED_DIR = "rejected"
-LATEST_LINK = "latest"  # a pointer file naming the run (spark_app/run_pointer.py)
-HIDDEN_PREFIX = "."  # ".tmp-<run_id>": a run being written
-TMP_PREFIX = ".tmp-"
-LATEST = "latest"
-
-MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-VERTICES = "vertices.csv"
-EDGES = "edges.csv"
-POPULAR = "popular.csv"
-RECOMMENDATIONS = "recommendations.csv"  # optional
-CSV_FILES: tuple[str, ...] = (VERTICES, EDGES, POPULAR)
-
-VERTEX_ID = "id"
-VERTEX_TYPE = "type"
-VERTEX_LABEL = "label"
-IN_DEGREE = "in_degree"
-OUT_DEGREE = "out_degree"
-EDGE_SRC = "src"
-EDGE_DST = "dst"
-SCORE = "score"
-RANK = "rank"
-USER_TYPE = "user"
-PRODUCT_TYPE = "product"
+T = TypeVar("T", Manifest, Metrics)
 
 # The columns read (only those drawn or shown; others in the contract, e.g. pagerank, are not
 # needed) -> pandas dtype; strings stay strings even when they look like numbers.
@@ -66,17 +68,8 @@ VERTEX_DTYPES: dict[str, str] = {
     OUT_DEGREE: "int64",
 }
 EDGE_DTYPES: dict[str, str] = {EDGE_SRC: "str", EDGE_DST: "str", SCORE: "float64"}
-POPULAR_DTYPES: dict[str, str] = {RANK: "int64", "product_id": "str"}
-
-# metrics.json: the figures compared between the model and the popularity baseline.
-METRIC_NAMES: tuple[str, ...] = (
-    "rmse",
-    "precision_at_k",
-    "recall_at_k",
-    "ndcg_at_k",
-    "map_at_k",
-    "coverage",
-)
+POPULAR_DTYPES: dict[str, str] = {RANK: "int64", PRODUCT_ID: "str"}
+RECOMMENDATIONS = "recommendations.csv"  # optional (docs/run-format.md)
 PUBLISHED = "published"
 REJECTED = "rejected"
 
@@ -87,8 +80,8 @@ class Run:
 
     run_id: str
     path: Path
-    manifest: dict[str, Any]
-    metrics: dict[str, Any]
+    manifest: Manifest
+    metrics: Metrics
     vertices: pd.DataFrame
     edges: pd.DataFrame
     popular: pd.DataFrame
@@ -134,9 +127,19 @@ def pending_run_dirs(results: Path) -> list[str]:
 
 
 def latest_run_id(results: Path) -> str | None:
-    """Run id that ``results/latest`` names (the pointer file, or the symlink of versions
-    before it), or None when it is absent or names no published run."""
-    run_id = read_latest(Path(results))
+    """Run id the ``results/latest`` pointer names (or an older layout's symlink points at),
+    or None when it is absent or names no published run."""
+    pointer = Path(results) / LATEST
+    if pointer.is_symlink():  # the layout before the pointer file
+        run_id = os.readlink(pointer).rstrip("/").split("/")[-1]
+    elif pointer.is_file():
+        try:
+            run_id = parse_latest(pointer.read_text(encoding="utf-8"))
+        except (RunFormatError, UnicodeDecodeError) as exc:
+            logger.warning("%s is unreadable: %s", pointer, exc)
+            return None
+    else:
+        return None
     if run_id is None or not (Path(results) / RUNS_DIR / run_id).is_dir():
         return None
     return run_id
@@ -155,8 +158,8 @@ def resolve_run(results: Path, run: str = LATEST) -> Path:
             return runs_dir / latest
         if published:
             logger.warning(
-                "%s is missing or dangling; using the newest published run %s",
-                results / LATEST_LINK,
+                "%s is missing or names no published run; using the newest published run %s",
+                results / LATEST,
                 published[-1],
             )
             return runs_dir / published[-1]
@@ -184,19 +187,17 @@ def resolve_run(results: Path, run: str = LATEST) -> Path:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def read_json(path: Path, run_id: str) -> dict[str, Any]:
-    """A run's JSON file as a dict; IncompleteRunError naming the file if absent or cut short."""
+def read_document(path: Path, run_id: str, kind: type[T]) -> T:
+    """A run's manifest or metrics, typed; IncompleteRunError naming the file if it is absent,
+    cut short or not of the documented shape."""
     if not path.is_file():
         raise IncompleteRunError(f"run {run_id} is incomplete: {path.name} is missing ({path})")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IncompleteRunError(
-            f"run {run_id}: {path.name} is not valid JSON (truncated?): {exc}"
-        ) from exc
-    if not isinstance(data, dict):
-        raise IncompleteRunError(f"run {run_id}: {path.name} is not a JSON object")
-    return data
+        return kind.from_json(path.read_text(encoding="utf-8"), path.name)
+    except UnicodeDecodeError as exc:
+        raise IncompleteRunError(f"run {run_id}: {path.name} is not UTF-8: {exc}") from None
+    except RunFormatError as exc:
+        raise IncompleteRunError(f"run {run_id}: {exc}") from None
 
 
 def csv_parts(path: Path) -> list[Path]:
@@ -204,7 +205,7 @@ def csv_parts(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(path.glob("part-*.csv"))
+        return sorted(path.glob(CSV_PART_GLOB))
     return []
 
 
@@ -278,21 +279,18 @@ def read_csv(path: Path, dtypes: Mapping[str, str], run_id: str) -> pd.DataFrame
     return table
 
 
-def _check_declared_count(
-    table: pd.DataFrame, declared: object, name: str, run_id: str
-) -> None:
+def _check_declared_count(table: pd.DataFrame, declared: int, name: str, run_id: str) -> None:
     """Fewer rows than metrics.json's graph section declares means the CSV was cut short."""
-    if isinstance(declared, int) and not isinstance(declared, bool):
-        if len(table) < declared:
-            raise IncompleteRunError(
-                f"run {run_id}: {name} has {len(table):,} rows but metrics.json declares "
-                f"{declared:,} (truncated?)"
-            )
-        if len(table) > declared:
-            logger.warning(
-                "run %s: %s has %d rows, metrics.json declares %d", run_id, name, len(table),
-                declared,
-            )
+    if len(table) < declared:
+        raise IncompleteRunError(
+            f"run {run_id}: {name} has {len(table):,} rows but metrics.json declares "
+            f"{declared:,} (truncated?)"
+        )
+    if len(table) > declared:
+        logger.warning(
+            "run %s: %s has %d rows, metrics.json declares %d", run_id, name, len(table),
+            declared,
+        )
 
 
 def load_run(path: Path, *, allow_empty: bool = False) -> Run:
@@ -303,17 +301,14 @@ def load_run(path: Path, *, allow_empty: bool = False) -> Run:
         raise IncompleteRunError(f"{path} is a run being written; readers ignore '.' names")
     if not path.is_dir():
         raise RunNotFoundError(f"run directory not found: {path}")
-    manifest = read_json(path / MANIFEST, run_id)
-    metrics = read_json(path / METRICS, run_id)
-    for key in ("model", "baseline"):
-        if not isinstance(metrics.get(key), dict):
-            raise IncompleteRunError(f"run {run_id}: {METRICS} lacks the {key!r} section")
-    vertices = read_csv(path / VERTICES, VERTEX_DTYPES, run_id)
-    edges = read_csv(path / EDGES, EDGE_DTYPES, run_id)
-    popular = read_csv(path / POPULAR, POPULAR_DTYPES, run_id)
-    graph = metrics.get("graph") if isinstance(metrics.get("graph"), dict) else {}
-    _check_declared_count(edges, graph.get("edges"), EDGES, run_id)
-    _check_declared_count(vertices, graph.get("vertices"), VERTICES, run_id)
+    manifest = read_document(path / MANIFEST, run_id, Manifest)
+    metrics = read_document(path / METRICS, run_id, Metrics)
+    vertices = read_csv(path / VERTICES_CSV, VERTEX_DTYPES, run_id)
+    edges = read_csv(path / EDGES_CSV, EDGE_DTYPES, run_id)
+    popular = read_csv(path / POPULAR_CSV, POPULAR_DTYPES, run_id)
+    if metrics.graph is not None:
+        _check_declared_count(edges, metrics.graph.edges, EDGES_CSV, run_id)
+        _check_declared_count(vertices, metrics.graph.vertices, VERTICES_CSV, run_id)
     if len(edges) == 0 and not allow_empty:
         raise EmptyRunError(f"run {run_id} has no recommendation edges: nothing to draw")
     files = {name: path / name for name in (*CSV_FILES, RECOMMENDATIONS) if (path / name).exists()}
@@ -330,24 +325,22 @@ def load_run(path: Path, *, allow_empty: bool = False) -> Run:
 def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
     """One run's figures for the quality-over-runs plot; None (logged) if unreadable."""
     try:
-        manifest = read_json(folder / MANIFEST, folder.name)
-        metrics = read_json(folder / METRICS, folder.name)
+        manifest = read_document(folder / MANIFEST, folder.name, Manifest)
+        metrics = read_document(folder / METRICS, folder.name, Metrics)
     except IncompleteRunError as exc:
         logger.warning("skipped in quality over runs: %s", exc)
         return None
     row: dict[str, Any] = {
         "run_id": folder.name,
         "status": status,
-        "sequence": manifest.get("sequence"),
-        "created_at": manifest.get("created_at"),
-        "k": metrics.get("k"),
-        "training_set": (manifest.get("events") or {}).get("training_set"),
+        "sequence": manifest.sequence,
+        "created_at": manifest.created_at,
+        "k": metrics.k,
+        "training_set": manifest.events.training_set,
     }
-    for side in ("model", "baseline"):
-        figures = metrics.get(side) if isinstance(metrics.get(side), dict) else {}
+    for side, figures in (("model", metrics.model), ("baseline", metrics.baseline)):
         for name in METRIC_NAMES:
-            value = figures.get(name)
-            row[f"{side}_{name}"] = float(value) if isinstance(value, int | float) else None
+            row[f"{side}_{name}"] = figures.get(name)
     return row
 
 

@@ -20,19 +20,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from visualize.loading import (
+from recsys_contract.runs import (
     EDGE_DST,
     EDGE_SRC,
     IN_DEGREE,
     METRIC_NAMES,
     OUT_DEGREE,
-    PUBLISHED,
-    REJECTED,
     SCORE,
     VERTEX_ID,
     VERTEX_LABEL,
-    split_vertices,
+    Metrics,
 )
+from visualize.loading import PUBLISHED, REJECTED, split_vertices
 
 logger = logging.getLogger(__name__)
 
@@ -348,27 +347,27 @@ def plot_graph(
 # --- degree distribution -----------------------------------------------------------------------
 
 
-def concentration_text(metrics: dict) -> str:
+def concentration_text(metrics: Metrics) -> str:
     """The concentration figures of metrics.json's graph section, as the plot's annotation."""
-    graph = metrics.get("graph") if isinstance(metrics.get("graph"), dict) else {}
+    graph = metrics.graph
+    if graph is None:
+        return "no concentration figures in metrics.json"
     lines = []
-    share = graph.get("top1pct_edge_share")
-    if isinstance(share, int | float):
-        lines.append(f"top 1% of products get {share:.1%} of recommendations")
-    gini = graph.get("gini_in_degree")
-    if isinstance(gini, int | float):
-        lines.append(f"Gini of product in-degree: {gini:.2f}")
-    recommended, total = graph.get("products_recommended"), graph.get("products")
-    if isinstance(recommended, int) and isinstance(total, int) and total:
+    if graph.top1pct_edge_share is not None:
+        lines.append(f"top 1% of products get {graph.top1pct_edge_share:.1%} of recommendations")
+    if graph.gini_in_degree is not None:
+        lines.append(f"Gini of product in-degree: {graph.gini_in_degree:.2f}")
+    if graph.products:
         lines.append(
-            f"{recommended:,} of {total:,} products recommended ({recommended / total:.0%})"
+            f"{graph.products_recommended:,} of {graph.products:,} products recommended "
+            f"({graph.products_recommended / graph.products:.0%})"
         )
     return "\n".join(lines) or "no concentration figures in metrics.json"
 
 
 def plot_degrees(
     vertices: pd.DataFrame,
-    metrics: dict,
+    metrics: Metrics,
     path: Path,
     *,
     options: PlotOptions = DEFAULT_OPTIONS,

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from spark_app.run_pointer import LATEST, RUNS, format_latest, parse_latest
+from recsys_contract.runs import LATEST, REJECTED_DIR, RUNS_DIR, format_latest, parse_latest
 from visualize.errors import NoPublishedRunError, ResultsNotFoundError, RunNotFoundError
 
 logger = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = ("hdfs", "webhdfs")
 DEFAULT_WEBHDFS_PORT = 9870
-REJECTED = "rejected"
 SMALL_FILES = ("manifest.json", "metrics.json")
 RUN_FILES = (*SMALL_FILES, "vertices.csv", "edges.csv", "popular.csv", "recommendations.csv")
 TMP_PREFIX = ".tmp-"
@@ -96,8 +95,8 @@ def mirror(results: str, run: str, cache: Path, webhdfs_port: int = DEFAULT_WEBH
     try:
         if not fs.exists(root):
             raise ResultsNotFoundError(f"results directory not found: {results}")
-        published = _names(fs, f"{root}/{RUNS}")
-        rejected = _names(fs, f"{root}/{REJECTED}")
+        published = _names(fs, f"{root}/{RUNS_DIR}")
+        rejected = _names(fs, f"{root}/{REJECTED_DIR}")
         latest = None
         if fs.exists(f"{root}/{LATEST}"):
             latest = parse_latest(fs.cat_file(f"{root}/{LATEST}").decode("utf-8"))
@@ -108,15 +107,15 @@ def mirror(results: str, run: str, cache: Path, webhdfs_port: int = DEFAULT_WEBH
         elif run in published or run in rejected:
             wanted = run
         else:
-            raise RunNotFoundError(f"run {run} not found in {results}/{RUNS}")
+            raise RunNotFoundError(f"run {run} not found in {results}/{RUNS_DIR}")
         for name in published:
             files = RUN_FILES if name == wanted else SMALL_FILES
-            target = local / RUNS / name
+            target = local / RUNS_DIR / name
             if name == wanted and target.is_dir() and not (target / "vertices.csv").exists():
                 shutil.rmtree(target)  # mirrored before for the history only
-            _copy_run(fs, f"{root}/{RUNS}/{name}", target, files)
+            _copy_run(fs, f"{root}/{RUNS_DIR}/{name}", target, files)
         for name in rejected:
-            _copy_run(fs, f"{root}/{REJECTED}/{name}", local / REJECTED / name, SMALL_FILES)
+            _copy_run(fs, f"{root}/{REJECTED_DIR}/{name}", local / REJECTED_DIR / name, SMALL_FILES)
     except requests.exceptions.RequestException as exc:
         raise ResultsNotFoundError(
             f"cannot read {results} over WebHDFS ({type(exc).__name__}); start HDFS or give "

@@ -12,19 +12,22 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from visualize.loading import (
+from recsys_contract.runs import (
     CSV_FILES,
     LATEST,
     MANIFEST,
     METRIC_NAMES,
     METRICS,
+    Metrics,
+)
+from visualize.loading import (
     RECOMMENDATIONS,
     Run,
     csv_parts,
@@ -205,21 +208,18 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return pairs
 
 
-def metrics_rows(metrics: Mapping[str, Any]) -> list[tuple[str, object, object, object]]:
+def metrics_rows(metrics: Metrics) -> list[tuple[str, object, object, object]]:
     """(metric, model, baseline, model - baseline) for the model-vs-baseline table."""
-    k = metrics.get("k", "k")
-    model, baseline = metrics.get("model") or {}, metrics.get("baseline") or {}
     rows = []
     for name in METRIC_NAMES:
-        m, b = model.get(name), baseline.get(name)
-        diff = m - b if isinstance(m, int | float) and isinstance(b, int | float) else None
-        rows.append((METRIC_TITLES[name].format(k=k), m, b, diff))
+        m, b = metrics.model.get(name), metrics.baseline.get(name)
+        diff = m - b if m is not None and b is not None else None
+        rows.append((METRIC_TITLES[name].format(k=metrics.k), m, b, diff))
     return rows
 
 
-def _metrics_table(metrics: Mapping[str, Any]) -> str:
+def _metrics_table(metrics: Metrics) -> str:
     """The model vs baseline table, the acceptance metric's row highlighted."""
-    accept = metrics.get("accept_metric")
     rows, classes = [], {}
     for n, (name, (title, m, b, diff)) in enumerate(zip(METRIC_NAMES, metrics_rows(metrics),
                                                          strict=True)):
@@ -227,7 +227,7 @@ def _metrics_table(metrics: Mapping[str, Any]) -> str:
         arrow = "" if better is None else (' class="up"' if better else ' class="down"')
         shown = "–" if diff is None else f"<span{arrow}>{diff:+.4f}</span>"
         rows.append((_e(title), _fmt(m), _fmt(b), shown))
-        if name == accept:
+        if name == metrics.accept_metric:
             classes[n] = "accept"
     return _table(rows, ("metric", "model", "baseline", "model − baseline"), row_class=classes)
 
@@ -264,16 +264,10 @@ def build_html(
 ) -> str:
     """The report page of one run: pictures, metrics, manifest and links to the data."""
     m, man = run.metrics, run.manifest
-    accepted = bool(man.get("accepted", m.get("accepted", True)))
-    badge = ('<span class="badge ok">accepted</span>' if accepted
+    badge = ('<span class="badge ok">accepted</span>' if man.accepted
              else '<span class="badge bad">rejected</span>')
-    events = man.get("events") if isinstance(man.get("events"), dict) else {}
-    timings = man.get("timings_seconds") if isinstance(man.get("timings_seconds"), dict) else {}
-    params = man.get("parameters") if isinstance(man.get("parameters"), dict) else {}
-    graph_figures = m.get("graph") if isinstance(m.get("graph"), dict) else {}
-    spark = man.get("spark") if isinstance(man.get("spark"), dict) else {}
-    kafka = man.get("kafka") if isinstance(man.get("kafka"), dict) else {}
-    offsets = kafka.get("offsets") if isinstance(kafka.get("offsets"), dict) else {}
+    events = asdict(man.events)
+    graph_figures = asdict(m.graph) if m.graph is not None else {}
     popular = run.popular.sort_values("rank").head(len(top.labels) or 10)
     top_rows = [
         (str(i + 1), _e(label), _fmt(value),
@@ -287,12 +281,12 @@ def build_html(
         f"<title>Run {_e(run.run_id)} · recommendation report</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Recommendation run {_e(run.run_id)} {badge}</h1>",
-        f'<p class="sub">created {_e(man.get("created_at", "?"))} · training run '
-        f'#{_e(man.get("sequence", "?"))} · {_e(man.get("reason", ""))}</p>',
+        f'<p class="sub">created {_e(man.created_at)} · training run '
+        f'#{_e(man.sequence)} · {_e(man.reason)}</p>',
         '<h2 id="metrics">Model vs popularity baseline</h2>',
-        f'<p class="sub">k = {_e(m.get("k", "?"))}, split {_e(m.get("split", "?"))}, '
-        f'{_fmt(m.get("test_users"))} test users; acceptance metric '
-        f'{_e(m.get("accept_metric", "?"))} with margin {_e(m.get("accept_margin", "?"))}. '
+        f'<p class="sub">k = {_e(m.k)}, split {_e(m.split)}, '
+        f'{_fmt(m.test_users)} test users; acceptance metric '
+        f'{_e(m.accept_metric)} with margin {_e(m.accept_margin)}. '
         "RMSE is a sanity figure (implicit preferences), the ranking metrics are the measure.</p>",
         _metrics_table(m),
         '<h2 id="quality">Quality over runs</h2>',
@@ -320,13 +314,14 @@ def build_html(
         '<h2 id="manifest">Manifest</h2>',
         '<div class="grid">',
         _table([(_e(k), _fmt(v)) for k, v in events.items()]
-               + [("window_events", _fmt(man.get("window_events")))], ("events", "count")),
-        _table([(_e(k), _fmt(v, 2)) for k, v in timings.items()], ("stage", "seconds")),
-        _table([(_e(k), _fmt(v)) for k, v in _flatten(params)], ("parameter", "value")),
-        _table([("topic", _e(kafka.get("topic", "–")))]
-               + [(f"partition {_e(p)}", _e(v)) for p, v in offsets.items()]
-               + [(f"spark {_e(k)}", _e(v)) for k, v in spark.items()]
-               + [("graph engine", _e(man.get("graph_engine", "–")))], ("source", "value")),
+               + [("window_events", _fmt(man.window_events))], ("events", "count")),
+        _table([(_e(k), _fmt(v, 2)) for k, v in man.timings_seconds.items()],
+               ("stage", "seconds")),
+        _table([(_e(k), _fmt(v)) for k, v in _flatten(man.parameters)], ("parameter", "value")),
+        _table([("topic", _e(man.kafka.topic))]
+               + [(f"partition {_e(p)}", _e(v)) for p, v in man.kafka.offsets.items()]
+               + [(f"spark {_e(k)}", _e(v)) for k, v in man.spark.items()]
+               + [("graph engine", _e(man.graph_engine or "–"))], ("source", "value")),
         "</div>",
         '<h2 id="files">Data</h2>',
         _files_table(run, out_dir),

@@ -6,7 +6,7 @@ import logging
 
 from pyspark.sql import DataFrame
 
-from spark_app.config import AppConfig
+from recsys_contract.config import AppConfig
 from spark_app.storage import Storage
 from spark_app.stream.batch import Trainer
 from spark_app.stream.ledger import Ledger, TrainingRecord

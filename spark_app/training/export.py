@@ -1,7 +1,7 @@
 """Export: write a run under results/.tmp-<run_id>, publish it by one rename, move `latest`.
 
 A reader never sees a half-written run: until the rename the run is a dot-folder (readers
-ignore those); `latest` is a small pointer file (spark_app/run_pointer.py) replaced
+ignore those); `latest` is a small pointer file (recsys_contract.runs) replaced
 atomically. A crash mid-export leaves only the .tmp-<run_id> folder, removed by
 clean_stale_tmp() at the start of the next run. A crash after the rename, before the job's
 ledger records the run, leaves a published run that `find_published` finds again, so the
@@ -16,38 +16,34 @@ import csv
 import io
 import json
 import logging
-import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_app.run_pointer import LATEST, RUNS, format_latest, parse_latest
+from recsys_contract.runs import (
+    LATEST,
+    MANIFEST,
+    METRICS,
+    MODEL_DIR,
+    REJECTED_DIR,
+    RUNS_DIR,
+    TMP_PREFIX,
+    Manifest,
+    Metrics,
+    format_latest,
+    parse_latest,
+)
 from spark_app.storage import Storage, join, name_of, parent_of
 
 log = logging.getLogger(__name__)
 
-REJECTED = "rejected"
-TMP_PREFIX = ".tmp-"
-MODEL_DIR = "model"
-MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-VERTICES_CSV = "vertices.csv"
-EDGES_CSV = "edges.csv"
-POPULAR_CSV = "popular.csv"
 # Up to this many rows a CSV is one file (one task writes it); above, a folder of part files
 # each with the header, as docs/run-format.md allows.
 SINGLE_CSV_MAX_ROWS = 5_000_000
-
-
-def make_run_id(sequence: int, now: datetime) -> str:
-    """`YYYYMMDDTHHMMSSZ-<seq:06d>` (UTC): sorts by time."""
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{sequence:06d}"
 
 
 def tmp_dir(results: str, run_id: str) -> str:
@@ -67,22 +63,9 @@ def clean_stale_tmp(storage: Storage, results: str) -> list[str]:
     return removed
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(storage: Storage, obj: dict[str, Any], path: str) -> None:
-    """Write `obj` as indented JSON (NaN -> null)."""
-    text = json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n"
-    storage.write_bytes(path, text.encode("utf-8"))
+def write_json(storage: Storage, document: Manifest | Metrics, path: str) -> None:
+    """Write a run's manifest or metrics as indented JSON (NaN -> null)."""
+    storage.write_bytes(path, document.to_json().encode("utf-8"))
 
 
 def csv_header(columns: list[str]) -> str:
@@ -167,7 +150,7 @@ def find_published(
     sequence and range must match, so an older store's run of the same number is not taken.
     """
     suffix = f"-{sequence:06d}"
-    for folder, accepted in ((RUNS, True), (REJECTED, False)):
+    for folder, accepted in ((RUNS_DIR, True), (REJECTED_DIR, False)):
         for entry in storage.list(join(results, folder)):
             if not entry.is_dir or not entry.name.endswith(suffix) or entry.name[:1] == ".":
                 continue
@@ -235,16 +218,16 @@ class RunDraft:
 
     def publish(
         self,
-        metrics: dict[str, Any],
-        manifest: dict[str, Any],
+        metrics: Metrics,
+        manifest: Manifest,
         timings: dict[str, float] | None = None,
         cycle_started: float | None = None,
     ) -> str:
         """Wait for every file, write metrics and manifest, publish under runs/, move `latest`.
 
-        If `timings` is given, its "export" (from the draft's start: it overlaps the stages
-        that ran meanwhile) and "total" (from `cycle_started`, a perf_counter value) are filled
-        in just before the manifest is written.
+        If `timings` (the manifest's timings_seconds) is given, its "export" (from the draft's
+        start: it overlaps the stages that ran meanwhile) and "total" (from `cycle_started`, a
+        perf_counter value) are filled in just before the manifest is written.
         """
         self._wait()
         write_json(self.storage, metrics, join(self.path, METRICS))
@@ -254,7 +237,7 @@ class RunDraft:
             if cycle_started is not None:
                 timings["total"] = round(now - cycle_started, 3)
         write_json(self.storage, manifest, join(self.path, MANIFEST))
-        final = join(self.results, RUNS, self.run_id)
+        final = join(self.results, RUNS_DIR, self.run_id)
         publish(self.storage, self.path, final)
         point_latest(self.storage, self.results, self.run_id)
         log.info("published run %s at %s; latest -> %s", self.run_id, final, self.run_id)
@@ -262,15 +245,14 @@ class RunDraft:
 
 
 def export_rejected(
-    storage: Storage, results: str, run_id: str, *, metrics: dict[str, Any],
-    manifest: dict[str, Any]
+    storage: Storage, results: str, run_id: str, *, metrics: Metrics, manifest: Manifest
 ) -> str:
     """Write metrics and manifest of a rejected run under rejected/; `latest` is left alone."""
     tmp = tmp_dir(results, run_id)
     storage.mkdirs(tmp)
     write_json(storage, metrics, join(tmp, METRICS))
     write_json(storage, manifest, join(tmp, MANIFEST))
-    final = join(results, REJECTED, run_id)
+    final = join(results, REJECTED_DIR, run_id)
     publish(storage, tmp, final)
     log.info("rejected run %s recorded at %s; latest unchanged", run_id, final)
     return final

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
@@ -113,14 +114,6 @@ def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> Dat
         .cast(IntegerType())
         .alias(idx_col),
     )
-
-
-def extend_id_map(
-    current: DataFrame, ids: DataFrame, id_col: str, idx_col: str, start: int
-) -> DataFrame:
-    """The current map plus every id of `ids` it lacks; existing ids keep their index."""
-    new = number_ids(missing_ids(current, ids, id_col), id_col, idx_col, start)
-    return current.select(id_col, idx_col).unionByName(new)
 
 
 def _read_pointer(storage: Storage, map_dir: str) -> str | None:
@@ -229,3 +222,20 @@ def attach_indices(rows: DataFrame, user_map: DataFrame, product_map: DataFrame)
     return rows.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
         product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_ID
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The prepare stage's result: the live id maps (users, products) and the events
+    aggregated by integer pair, clustered by user (lazy: the split stage runs and caches it)."""
+
+    maps: tuple[DataFrame, DataFrame]
+    pairs: DataFrame
+
+
+def prepare(spark: SparkSession, events: DataFrame, maps_dir: str | Path,
+            storage: Storage | None = None) -> Prepared:
+    """Integer ids first (the maps from the events' ids), then the pairs by integer id."""
+    user_map, product_map = update_id_maps(spark, events, maps_dir, storage)
+    return Prepared((user_map, product_map),
+                    pairs_by_user(attach_indices(events, user_map, product_map)))

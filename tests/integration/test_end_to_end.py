@@ -14,6 +14,7 @@ import yaml
 from infra.demo import DemoOptions, run_demo
 from infra.kafka_local import LocalKafka
 from infra.spark_cluster import LocalSparkCluster
+from recsys_contract.runs import LATEST, MANIFEST, RUNS_DIR, parse_latest
 from spark_app import schema as S
 from spark_app.stream.ledger import load_ledger
 from spark_app.stream.store import read_events
@@ -94,5 +95,6 @@ def test_job_on_the_standalone_cluster_publishes_a_run_with_executors_on_both_wo
     assert job.returncode == 0, job.stderr[-3000:]
     app = next(a for a in cluster.applications()["completed"] if a["name"] == "e2e-cluster")
     workers = {e["worker_id"] for e in cluster.executors(app["id"])}
-    manifest = json.loads((tmp_path / "results" / "latest" / "manifest.json").read_text())
+    latest = parse_latest((tmp_path / "results" / LATEST).read_text())
+    manifest = json.loads((tmp_path / "results" / RUNS_DIR / latest / MANIFEST).read_text())
     assert (manifest["spark"]["master"], len(workers)) == (cluster.master_url, 2)

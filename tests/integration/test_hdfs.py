@@ -19,10 +19,10 @@ import yaml
 from infra.ports import free_ports
 from infra.spark_cluster import LocalSparkCluster
 from infra.wait import wait_until
+from recsys_contract.runs import LATEST, REJECTED_DIR, RUNS_DIR, parse_latest
 from spark_app import schema as S
 from spark_app.failpoints import AFTER_PUBLISH
 from spark_app.failpoints import ENV as FAILPOINT_ENV
-from spark_app.run_pointer import LATEST, RUNS, parse_latest
 from spark_app.storage import Storage, join
 from spark_app.stream.ledger import Ledger, load_ledger
 from spark_app.stream.store import read_events
@@ -114,7 +114,7 @@ def test_the_cluster_run_stores_every_event_once_and_publishes_two_complete_runs
         spark, cluster_run):
     storage = Storage(spark)
     ledger = load_ledger(cluster_run.state, storage)
-    runs = [e for e in storage.list(join(cluster_run.results, RUNS)) if e.is_dir]
+    runs = [e for e in storage.list(join(cluster_run.results, RUNS_DIR)) if e.is_dir]
     files = [{e.name for e in storage.list(r.path)} for r in runs]
     assert (stored_ids(spark, cluster_run.state, ledger), len(runs), files,
             latest_of(storage, cluster_run.results)) == (
@@ -179,7 +179,7 @@ class RunWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            for entry in self.storage.list(join(self.results, RUNS)):
+            for entry in self.storage.list(join(self.results, RUNS_DIR)):
                 if entry.name.startswith(".") or entry.name in self.listed:
                     continue
                 names = {e.name for e in self.storage.list(entry.path)}
@@ -259,8 +259,8 @@ def test_sigkills_on_hdfs_lose_nothing_and_publish_each_sequence_once(
     watcher.join(timeout=30)
     ledger = load_ledger(state, storage)
     published = {kind: sorted(e.name for e in storage.list(join(results, kind)) if e.is_dir)
-                 for kind in (RUNS, "rejected")}
-    folders = published[RUNS] + published["rejected"]
+                 for kind in (RUNS_DIR, REJECTED_DIR)}
+    folders = published[RUNS_DIR] + published[REJECTED_DIR]
     sequences = sorted(json.loads(storage.read_text(join(results, kind, name, "manifest.json"))
                               )["sequence"] for kind, names in published.items() for name in names)
     accepted = [t.run_id for t in ledger.trainings if t.accepted]

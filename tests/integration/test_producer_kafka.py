@@ -23,8 +23,8 @@ from producer.records import Record
 from producer.runner import pump
 from producer.transport import DeliveryStats, KafkaTransport, ensure_topic
 from producer.workers import WorkerPoolTransport
-from spark_app.errors import BrokerUnavailableError
-from spark_app.schema import EVENT_ID, USER_ID
+from recsys_contract.errors import BrokerUnavailableError
+from recsys_contract.events import EVENT_ID, USER_ID
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spark_app.config import load_config
+from recsys_contract.config import load_config
 from spark_app.errors import InvalidConfigError
 
 

@@ -393,15 +393,3 @@ def test_spark_cluster_urls_and_saved_ports(tmp_path: Path) -> None:
 
 def test_spark_cli_status_of_an_empty_home_exits_3(tmp_path: Path) -> None:
     assert spark_cluster.main(["status", "--home", str(tmp_path / "none")]) == 3
-
-
-def test_the_demo_sets_an_old_layout_state_aside_and_keeps_a_current_one(tmp_path: Path) -> None:
-    from infra.demo import set_aside_old_state
-
-    old, current = tmp_path / "old" / "state", tmp_path / "current" / "state"
-    (old / "events" / "batch_id=0").mkdir(parents=True)
-    (old / "events" / "batch_id=0" / "part-0.parquet").touch()
-    (current / "events" / "batch_id=0" / "seq_base=0").mkdir(parents=True)
-    moved = set_aside_old_state(old)
-    assert (moved is not None and moved.exists(), old.exists(),
-            set_aside_old_state(current), current.exists()) == (True, False, None, True)

@@ -21,7 +21,7 @@ from producer.records import RecordChunk
 from producer.runner import pump
 from producer.timefmt import format_timestamp, parse_instant_ms
 from producer.transport import CachedKeyPartitioner, DeliveryStats
-from spark_app.schema import (
+from recsys_contract.events import (
     EVENT_ID,
     PRICE,
     PRODUCT_ID,

@@ -13,7 +13,7 @@ from producer.cli import main
 from producer.errors import ReplayFormatError
 from producer.replay import ColumnMapping, ReplayTable, read_replay
 from producer.timefmt import parse_instant_ms
-from spark_app.schema import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
+from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay_small.csv"
 MAPPING = ColumnMapping(

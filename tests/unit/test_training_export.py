@@ -7,10 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from spark_app.run_pointer import parse_latest, read_latest
+from recsys_contract.runs import EventCounts, KafkaSpan, Manifest, Metrics
 from spark_app.storage import Storage
 from spark_app.training.export import RunDraft, csv_header, point_latest, write_csv
-from tests.run_paths import local
+from tests.run_paths import local, read_latest
+
+METRICS = Metrics(k=10, split="random", test_users=1, model={}, baseline={},
+                  accept_metric="ndcg_at_k", accept_margin=0.0, accepted=True)
+MANIFEST = Manifest(run_id="run-1", sequence=1, created_at="2026-12-03T00:00:00Z",
+                    accepted=True, reason="test", events=EventCounts(1, 1, 1), window_events=0,
+                    kafka=KafkaSpan("sales"))
 
 
 def _single_task_csv(df, folder: Path) -> bytes:
@@ -58,7 +64,7 @@ def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
     df = spark.createDataFrame([("u1", 1)], "id string, rank int")
     with RunDraft(tmp_path, "run-1") as draft:
         draft.write_csv("edges.csv", df)
-        path = draft.publish({"k": 10}, {"run_id": "run-1"})
+        path = draft.publish(METRICS, MANIFEST)
     assert sorted(p.name for p in local(path).iterdir()) == [
         "edges.csv",
         "manifest.json",
@@ -68,14 +74,10 @@ def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
 
 def test_latest_is_a_pointer_file_that_replaces_an_old_symlink(spark, tmp_path: Path) -> None:
     (tmp_path / "runs" / "run-1").mkdir(parents=True)
+    (tmp_path / "runs" / "run-2").mkdir(parents=True)
     (tmp_path / "latest").symlink_to(Path("runs") / "run-1")
     before = read_latest(tmp_path)
     point_latest(Storage(spark), str(tmp_path), "run-2")
     pointer = tmp_path / "latest"
     assert (before, pointer.is_symlink(), pointer.read_text(), read_latest(tmp_path)) == (
         "run-1", False, "run-2\n", "run-2")
-
-
-def test_pointer_text_names_a_run_or_nothing() -> None:
-    assert [parse_latest(t) for t in ("run-1\n", "", "\n", "../x", ".tmp-1")] == [
-        "run-1", None, None, None, None]

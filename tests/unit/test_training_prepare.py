@@ -35,8 +35,7 @@ from spark_app.training.split import (
     flag_latest,
     side_lists,
     side_sizes,
-    split_latest,
-    split_random,
+    split_flagged,
 )
 from tests.training_data import events_df
 
@@ -155,7 +154,7 @@ def test_pairs_by_user_let_the_per_user_lists_reuse_their_shuffle(spark) -> None
 def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
     # user 1: 5 pairs, floor(5 * 0.4) = 2 newest held out; user 2: one pair stays in train;
     # user 3: 2 pairs, max(1, floor(0.8)) = 1 held out.
-    _, test = split_latest(_indexed_pairs(spark), 0.4)
+    _, test = split_flagged(flag_held_out(_indexed_pairs(spark), "latest", 0.4, seed=0))
     expected = spark.createDataFrame([(1, 11), (1, 12), (3, 11)], "user_idx int, product_idx int")
     assert_df_equality(
         test.select(USER_IDX, PRODUCT_IDX), expected, ignore_row_order=True, ignore_nullable=True
@@ -164,7 +163,7 @@ def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
 
 def test_random_split_partitions_the_pairs(spark) -> None:
     pairs = _indexed_pairs(spark).cache()
-    train, test = split_random(pairs, 0.3, seed=3)
+    train, test = split_flagged(flag_held_out(pairs, "random", 0.3, seed=3))
     assert_df_equality(train.unionByName(test), pairs, ignore_row_order=True)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.visualize_fixtures import point_latest, write_rejected, write_run
+from tests.visualize_fixtures import write_rejected, write_run
 from visualize.errors import (
     EmptyRunError,
     IncompleteRunError,
@@ -20,17 +20,17 @@ from visualize.errors import (
 from visualize.loading import load_history, load_run, resolve_run
 
 
-def test_latest_follows_the_pointer_file(tmp_path: Path) -> None:
+def test_latest_follows_the_pointer(tmp_path: Path) -> None:
     first = write_run(tmp_path, sequence=1)
     second = write_run(tmp_path, sequence=2)
     assert resolve_run(tmp_path).name == second.run_id
     assert resolve_run(tmp_path, first.run_id) == first.path
 
 
-def test_latest_still_follows_the_symlink_of_older_versions(tmp_path: Path) -> None:
+def test_latest_of_the_older_layout_a_symlink_still_works(tmp_path: Path) -> None:
     first = write_run(tmp_path, sequence=1, update_latest=False)
     write_run(tmp_path, sequence=2, update_latest=False)
-    point_latest(tmp_path, first.run_id, symlink=True)
+    (tmp_path / "latest").symlink_to(Path("runs") / first.run_id)
     assert resolve_run(tmp_path).name == first.run_id
 
 

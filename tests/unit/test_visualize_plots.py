@@ -96,8 +96,8 @@ def test_degrees_come_from_the_vertices_and_metrics(tmp_path: Path) -> None:
     assert drawn.user_out_degree == ((5, 30),)
     assert sum(drawn.product_in_degree) == len(written.edges)
     assert list(drawn.product_in_degree) == sorted(drawn.product_in_degree, reverse=True)
-    share = run.metrics["graph"]["top1pct_edge_share"]
-    gini = run.metrics["graph"]["gini_in_degree"]
+    share = run.metrics.graph.top1pct_edge_share
+    gini = run.metrics.graph.gini_in_degree
     assert f"{share:.1%}" in drawn.annotation
     assert f"{gini:.2f}" in drawn.annotation
     assert png_size(drawn.path) == drawn.size_px == (1300, 500)

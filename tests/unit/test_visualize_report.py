@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -118,7 +119,8 @@ def test_cli_errors_are_one_line_and_exit_2(
     elif setup == "no_edges":
         run = write_run(results, sequence=1)
         (run.path / "edges.csv").write_text("src,dst,score,rank\n")
-        (run.path / "metrics.json").write_text('{"model": {}, "baseline": {}}')
+        metrics = json.loads((run.path / "metrics.json").read_text())
+        (run.path / "metrics.json").write_text(json.dumps({**metrics, "graph": None}))
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("visualize: ")

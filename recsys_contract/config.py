@@ -1,4 +1,4 @@
-"""The job's settings: conf/defaults.yaml, overridden by a file and by `key=value` pairs.
+"""Every part's settings: conf/defaults.yaml, overridden by a file and by `key=value` pairs.
 
 `load_config()` reads everything once at start and validates it; a wrong key or value raises
 `InvalidConfigError` naming the key. Library code receives plain values, not this object.
@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from spark_app.errors import InvalidConfigError
+from recsys_contract.errors import InvalidConfigError
 
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "conf" / "defaults.yaml"
 # Mappings whose keys are free (not known in advance): an override adds or replaces entries.
@@ -111,14 +111,29 @@ class EvaluationConfig(_Section):
         "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage"
     ]
     accept_margin: float = Field(ge=0, lt=1)
+    rmse_margin: float = Field(ge=0, lt=1)
+    bias_reg: float = Field(ge=0)
     refit_on_all_pairs: bool
+
+
+class GridPoint(_Section):
+    rank: int = Field(gt=0)
+    reg_param: float = Field(ge=0)
+    alpha: float = Field(ge=0)
+
+
+class SelectionConfig(_Section):
+    every_n_runs: int = Field(ge=0)
+    validation_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    time_budget_seconds: float = Field(gt=0)
+    grid: list[GridPoint] = Field(min_length=1)
 
 
 class RecommendConfig(_Section):
     top_n: int = Field(gt=0)
     exclude_purchased: bool
     popular_n: int = Field(gt=0)
-    strategy: Literal["blocked", "spark"]
 
 
 class GraphConfig(_Section):
@@ -148,6 +163,7 @@ class AppConfig(_Section):
     paths: PathsConfig
     als: AlsConfig
     evaluation: EvaluationConfig
+    selection: SelectionConfig
     recommend: RecommendConfig
     graph: GraphConfig
     spark: SparkConfig
