@@ -20,21 +20,29 @@ from spark_app.schema import (
     USER_ID,
     USER_IDX,
 )
-from spark_app.training.prepare import require_columns, whole_table_window
+from spark_app.training.prepare import require_columns
 
 
 def rank_popular(totals: DataFrame, n: int | None = None) -> DataFrame:
     """(rank, product_idx, purchases, quantity) of (product_idx, purchases, quantity) totals,
-    ranked by purchases, then quantity, then index; the first n if given. One window over the
-    catalog, not over events."""
+    ranked by purchases, then quantity, then index; the first n if given.
+
+    Ranked in one sorted list (one row, as the scorer's item matrix: the catalog in one task),
+    not by a window over the whole table; with n, a distributed top-n first."""
     require_columns(totals, (PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL), "rank_popular")
-    order = whole_table_window(
-        F.col(PURCHASES).desc(), F.col(QUANTITY_TOTAL).desc(), F.col(PRODUCT_IDX).asc()
+    if n is not None:
+        totals = totals.orderBy(F.col(PURCHASES).desc(), F.col(QUANTITY_TOTAL).desc(),
+                                F.col(PRODUCT_IDX).asc()).limit(n)
+    key = F.struct(-F.col(PURCHASES), -F.col(QUANTITY_TOTAL), F.col(PRODUCT_IDX),
+                   F.col(PURCHASES).alias(PURCHASES), F.col(QUANTITY_TOTAL).alias(QUANTITY_TOTAL))
+    ordered = totals.agg(F.array_sort(F.collect_list(key)).alias("_ranked"))
+    ranked = ordered.select(F.posexplode("_ranked").alias("_pos", "_p"))
+    return ranked.select(
+        (F.col("_pos") + 1).cast("int").alias(RANK),
+        F.col(f"_p.{PRODUCT_IDX}").alias(PRODUCT_IDX),
+        F.col(f"_p.{PURCHASES}").alias(PURCHASES),
+        F.col(f"_p.{QUANTITY_TOTAL}").alias(QUANTITY_TOTAL),
     )
-    ranked = totals.select(
-        F.row_number().over(order).alias(RANK), PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL
-    )
-    return ranked if n is None else ranked.where(F.col(RANK) <= n)
 
 
 def published_popular(sides: DataFrame, product_map: DataFrame, n: int) -> DataFrame:
