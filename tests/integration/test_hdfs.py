@@ -89,6 +89,7 @@ def cluster_run(spark, kafka, hdfs, tmp_path_factory, spark_scratch_in_tmp) -> C
         "training": {"threshold": 10_000},
         "paths": {"state": state, "results": results},
         "als": {"max_iter": 5},
+        "selection": {"every_n_runs": 0},  # one fit per run: the storage is under test here
     })
     before = job_files_on_local_disk([REPO])
     cluster = LocalSparkCluster(tmp / "spark-cluster", workers=2, cores_per_worker=1,
@@ -203,6 +204,7 @@ def test_sigkills_on_hdfs_lose_nothing_and_publish_each_sequence_once(
         "training": {"threshold": 2_000},
         "paths": {"state": state, "results": results},
         "als": {"max_iter": 3, "rank": 4},
+        "selection": {"every_n_runs": 0},
         "spark": {"master": "local[2]", "extra_conf": {"spark.ui.enabled": "false"}},
     })
     checkpoint, log = join(state, "checkpoint"), tmp_path / "job.log"
