@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -40,10 +40,6 @@ RESERVED_CONSUMER_OPTIONS = frozenset(
         "interceptor.classes",
     }
 )
-
-
-# A path may be written as a YAML string (strict mode would want a Path object).
-PathSetting = Annotated[Path, Field(strict=False)]
 
 
 class _Section(BaseModel):
@@ -133,8 +129,10 @@ class TrainingConfig(_Section):
 
 
 class PathsConfig(_Section):
-    results: PathSetting
-    state: PathSetting
+    # A plain local path or a Hadoop filesystem URI (file:///..., hdfs://namenode:port/...):
+    # kept as text, since a Path would fold the `//` of a URI (spark_app/storage.py).
+    results: str = Field(min_length=1)
+    state: str = Field(min_length=1)
 
 
 class AlsConfig(_Section):

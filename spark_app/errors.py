@@ -22,3 +22,19 @@ class MissingJarError(RecsysError):
 
 class StoreFormatError(RecsysError):
     """The event store on disk was written in a layout this version does not read."""
+
+
+class StorageError(RecsysError):
+    """A file operation on paths.state or paths.results failed."""
+
+
+class UnsupportedStorageError(StorageError):
+    """A path's filesystem is unknown or lacks the atomic rename the commit protocol needs."""
+
+
+class StorageUnavailableError(StorageError):
+    """A path's filesystem does not answer (e.g. the NameNode is down or the host is wrong)."""
+
+
+class StoragePermissionError(StorageError):
+    """The job may not write where a path points."""

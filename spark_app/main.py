@@ -58,6 +58,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def run(cfg: AppConfig) -> None:
     from spark_app.session import create_session
+    from spark_app.storage import Storage, join
     from spark_app.stream.batch import BatchProcessor, BatchSettings
     from spark_app.stream.job import ProgressLogger, StopFlag, check_broker, kafka_stream, run_query
     from spark_app.stream.trainers import trainer_for
@@ -69,7 +70,9 @@ def run(cfg: AppConfig) -> None:
         app_name=cfg.spark.app_name, master=cfg.spark.master,
         shuffle_partitions=cfg.spark.shuffle_partitions, extra_conf=cfg.spark.extra_conf,
     )
-    state = cfg.paths.state
+    storage = Storage(spark)
+    state = storage.check_root(cfg.paths.state, "paths.state")
+    results = storage.check_root(cfg.paths.results, "paths.results")
     processor = BatchProcessor(
         BatchSettings(
             max_message_bytes=cfg.stream.max_message_bytes,
@@ -80,11 +83,12 @@ def run(cfg: AppConfig) -> None:
             threshold=cfg.training.threshold,
             window_events=cfg.training.window_events,
             max_wait_seconds=cfg.training.max_wait_seconds,
-            events_dir=state / "events",
-            quarantine_dir=cfg.paths.results / "quarantine",
+            events_dir=join(state, "events"),
+            quarantine_dir=join(results, "quarantine"),
             state_dir=state,
         ),
         trainer_for(cfg),
+        storage=storage,
     )
     spark.streams.addListener(
         ProgressLogger(processor, cfg.training.threshold, cfg.stream.progress_every_batches)
@@ -98,7 +102,7 @@ def run(cfg: AppConfig) -> None:
         fail_on_data_loss=cfg.kafka.fail_on_data_loss,
         consumer_options=cfg.kafka.consumer_options,
     )
-    run_query(stream, processor, checkpoint=state / "checkpoint",
+    run_query(stream, processor, checkpoint=join(state, "checkpoint"),
               trigger_interval_seconds=cfg.stream.trigger_interval_seconds,
               available_now=cfg.stream.available_now, stop=stop)
     ledger = processor.ledger

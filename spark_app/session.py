@@ -23,6 +23,16 @@ DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
 CONF_DIR = REPO_ROOT / "conf"
 KAFKA_CONNECTOR_PREFIX = "spark-sql-kafka-0-10"
 PARSER_JAR = "recsys-udf.jar"  # the project's own JVM code (jvm/udf/), built by scripts/setup
+LOCALITY_WAIT_KEY = "spark.locality.wait"  # static: read when the context starts
+
+
+def submitted_master() -> str | None:
+    """The master spark-submit was given (inside a driver it started), else None."""
+    if not launched_by_spark_submit():
+        return None
+    from pyspark import SparkConf
+
+    return SparkConf().get("spark.master", None)
 
 
 def launched_by_spark_submit() -> bool:
@@ -69,6 +79,12 @@ def create_session(
     # 64-bit microseconds, Parquet's own timestamp type, rather than Spark's default of the
     # deprecated INT96: what pandas and pyarrow expect, and cheaper to write.
     builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    # A local master has one executor, so waiting for a better locality level only delays a
+    # task; and the local backend offers its cores again only when a task ends: a task set
+    # that mixes cached blocks (this executor) with HDFS blocks (this host) could then leave a
+    # task waiting for ever, with every core idle (seen with the job's state on HDFS).
+    if (submitted_master() or master).startswith("local"):
+        builder = builder.config(LOCALITY_WAIT_KEY, "0")
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

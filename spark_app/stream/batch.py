@@ -24,6 +24,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_app import schema as S
+from spark_app.failpoints import AFTER_PUBLISH, failpoint
+from spark_app.storage import Storage
 from spark_app.stream.ledger import Ledger, TrainingRecord, load_ledger, save_ledger
 from spark_app.stream.store import (
     SplitCount,
@@ -62,9 +64,11 @@ class BatchSettings:
     threshold: int
     window_events: int
     max_wait_seconds: float
-    events_dir: Path
-    quarantine_dir: Path
-    state_dir: Path
+    # Folders of the event store, the quarantine and the ledger: URIs of any Hadoop
+    # filesystem with atomic rename (spark_app/storage.py), or plain local paths.
+    events_dir: str | Path
+    quarantine_dir: str | Path
+    state_dir: str | Path
 
 
 @dataclass(frozen=True)
@@ -107,13 +111,20 @@ class BatchProcessor:
         settings: BatchSettings,
         trainer: Trainer,
         clock: Callable[[], float] = time.time,
+        storage: Storage | None = None,
     ) -> None:
-        self.settings = settings
+        self.storage = storage or Storage(SparkSession.active())
+        self.settings = replace(
+            settings,
+            events_dir=self.storage.qualify(settings.events_dir),
+            quarantine_dir=self.storage.qualify(settings.quarantine_dir),
+            state_dir=self.storage.qualify(settings.state_dir),
+        )
         self._trainer = trainer
         self._clock = clock
         self._lock = threading.Lock()
-        check_store_layout(settings.events_dir)
-        self.ledger = load_ledger(settings.state_dir)
+        check_store_layout(self.storage, self.settings.events_dir)
+        self.ledger = load_ledger(self.settings.state_dir, self.storage)
         # The checks' expressions, built once at start (0.1-0.3 s of calls into the JVM) and
         # applied to every batch; building them needs the active SparkSession.
         self._classifier = Classifier(
@@ -132,7 +143,7 @@ class BatchProcessor:
             started = time.monotonic()
             counts = self._persist(batch_df, batch_id)
             ledger = self._count(self.ledger, counts, batch_id)
-            save_ledger(self.settings.state_dir, ledger)
+            save_ledger(self.storage, self.settings.state_dir, ledger)
             self.ledger = ledger
             log.info(
                 "batch %d: %d valid, %d quarantined in %.2f s; %d events until the next run",
@@ -149,8 +160,8 @@ class BatchProcessor:
         stage_batch(staged_rows(self._classifier(batch_df), s.quarantine_max_bytes),
                     s.events_dir, batch_id)
         staged = time.monotonic()
-        counted, quarantined = staged_counts(s.events_dir, batch_id)
-        publish_batch(s.events_dir, s.quarantine_dir, batch_id,
+        counted, quarantined = staged_counts(self.storage, s.events_dir, batch_id)
+        publish_batch(self.storage, s.events_dir, s.quarantine_dir, batch_id,
                       split_bases(self.ledger.total_valid, counted))
         log.debug("batch %d: stage %.2f s, count and publish %.2f s",
                   batch_id, staged - started, time.monotonic() - staged)
@@ -206,7 +217,7 @@ class BatchProcessor:
         record = TrainingRecord(sequence=ledger.next_sequence, cut=cut, first_seq=first,
                                 trigger=trigger)
         ledger = ledger.with_(pending_training=record)
-        save_ledger(self.settings.state_dir, ledger)
+        save_ledger(self.storage, self.settings.state_dir, ledger)
         self.ledger = ledger
         return ledger
 
@@ -220,6 +231,7 @@ class BatchProcessor:
             through_batch=ledger.last_batch_id,
         ).select(*S.EVENT_SCHEMA.fieldNames())
         run_id, accepted = self._trainer(events, record, ledger)
+        failpoint(AFTER_PUBLISH)
         done = replace(record, run_id=run_id, accepted=accepted)
         still_waiting = ledger.total_valid > record.cut
         ledger = ledger.with_(
@@ -228,5 +240,5 @@ class BatchProcessor:
             trained_through=record.cut,
             waiting_since=self._clock() if still_waiting else None,
         )
-        save_ledger(self.settings.state_dir, ledger)
+        save_ledger(self.storage, self.settings.state_dir, ledger)
         self.ledger = ledger

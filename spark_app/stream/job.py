@@ -136,7 +136,7 @@ def run_query(
     stream: DataFrame,
     processor: BatchProcessor,
     *,
-    checkpoint: Path,
+    checkpoint: str | Path,
     trigger_interval_seconds: float,
     available_now: bool,
     stop: StopFlag,
