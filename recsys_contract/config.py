@@ -83,6 +83,7 @@ class TrainingConfig(_Section):
     max_wait_seconds: float = Field(ge=0)
     window_events: int = Field(ge=0)
     runner: Literal["als", "record"]
+    catch_up: Literal["exact", "latest"]
 
 
 class PathsConfig(_Section):

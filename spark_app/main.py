@@ -77,6 +77,7 @@ def run(cfg: AppConfig) -> None:
             events_dir=state / "events",
             quarantine_dir=cfg.paths.results / "quarantine",
             state_dir=state,
+            catch_up=cfg.training.catch_up,
         ),
         trainer_for(cfg),
     )

@@ -36,9 +36,10 @@ from spark_app.stream.store import (
     staged_rows,
 )
 from spark_app.stream.threshold import (
+    CatchUp,
+    due_cuts,
     events_until_next_run,
     max_wait_due,
-    threshold_cuts,
     training_range,
 )
 from spark_app.stream.validate import Classifier
@@ -64,6 +65,7 @@ class BatchSettings:
     events_dir: Path
     quarantine_dir: Path
     state_dir: Path
+    catch_up: CatchUp = "exact"  # a backlog crossing several cuts: a run per cut, or one
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ class BatchProcessor:
     def recover(self, spark: SparkSession) -> None:
         """At start: finish a training run a crash interrupted, and any cut already reached."""
         with self._lock:
-            if self.ledger.pending_training or self._due_cuts(self.ledger):
+            if self.ledger.pending_training or self._due_cuts(self.ledger)[0]:
                 log.info("resuming training runs left by the previous process")
             self._run_due_trainings(spark)
 
@@ -189,20 +191,26 @@ class BatchProcessor:
             self._train(spark, self._decide(ledger, ledger.total_valid, "max_wait"))
             return True
 
-    def _due_cuts(self, ledger: Ledger) -> list[int]:
-        return threshold_cuts(ledger.trained_through, ledger.total_valid, self.settings.threshold)
+    def _due_cuts(self, ledger: Ledger) -> tuple[list[int], list[int]]:
+        s = self.settings
+        return due_cuts(ledger.trained_through, ledger.total_valid, s.threshold, s.catch_up)
 
     def _run_due_trainings(self, spark: SparkSession) -> None:
         if self.ledger.pending_training:
             self._train(spark, self.ledger)
-        for cut in self._due_cuts(self.ledger):
-            self._train(spark, self._decide(self.ledger, cut, "threshold"))
+        cuts, skipped = self._due_cuts(self.ledger)
+        if skipped:
+            log.info("catching up: one run at cut %d for the %d cuts reached (%s skipped)",
+                     cuts[-1], len(skipped) + 1, ", ".join(map(str, skipped)))
+        for cut in cuts:
+            self._train(spark, self._decide(self.ledger, cut, "threshold", skipped))
 
-    def _decide(self, ledger: Ledger, cut: int, trigger: str) -> Ledger:
+    def _decide(self, ledger: Ledger, cut: int, trigger: str,
+                skipped: list[int] | None = None) -> Ledger:
         """Record a run as pending, durably, before it starts."""
         first, _ = training_range(cut, self.settings.window_events)
         record = TrainingRecord(sequence=ledger.next_sequence, cut=cut, first_seq=first,
-                                trigger=trigger)
+                                trigger=trigger, skipped_cuts=tuple(skipped or ()))
         ledger = ledger.with_(pending_training=record)
         save_ledger(self.settings.state_dir, ledger)
         self.ledger = ledger
