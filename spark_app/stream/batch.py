@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spark_app import schema as S
 from spark_app.stream.ledger import Ledger, TrainingRecord, load_ledger, save_ledger
+from spark_app.stream.stop import TrainingAbandoned
 from spark_app.stream.store import (
     SplitCount,
     check_store_layout,
@@ -188,22 +189,22 @@ class BatchProcessor:
             log.info("max_wait of %.0f s passed with %d events pending: training now",
                      self.settings.max_wait_seconds,
                      ledger.total_valid - ledger.trained_through)
-            self._train(spark, self._decide(ledger, ledger.total_valid, "max_wait"))
-            return True
+            return self._train(spark, self._decide(ledger, ledger.total_valid, "max_wait"))
 
     def _due_cuts(self, ledger: Ledger) -> tuple[list[int], list[int]]:
         s = self.settings
         return due_cuts(ledger.trained_through, ledger.total_valid, s.threshold, s.catch_up)
 
     def _run_due_trainings(self, spark: SparkSession) -> None:
-        if self.ledger.pending_training:
-            self._train(spark, self.ledger)
+        if self.ledger.pending_training and not self._train(spark, self.ledger):
+            return
         cuts, skipped = self._due_cuts(self.ledger)
         if skipped:
             log.info("catching up: one run at cut %d for the %d cuts reached (%s skipped)",
                      cuts[-1], len(skipped) + 1, ", ".join(map(str, skipped)))
         for cut in cuts:
-            self._train(spark, self._decide(self.ledger, cut, "threshold", skipped))
+            if not self._train(spark, self._decide(self.ledger, cut, "threshold", skipped)):
+                return
 
     def _decide(self, ledger: Ledger, cut: int, trigger: str,
                 skipped: list[int] | None = None) -> Ledger:
@@ -216,7 +217,8 @@ class BatchProcessor:
         self.ledger = ledger
         return ledger
 
-    def _train(self, spark: SparkSession, ledger: Ledger) -> None:
+    def _train(self, spark: SparkSession, ledger: Ledger) -> bool:
+        """Run the pending training run; False if a stop abandoned it (it stays pending)."""
         record = ledger.pending_training
         assert record is not None
         log.info("training run %d (%s): events [%d, %d) of %d", record.sequence, record.trigger,
@@ -225,7 +227,11 @@ class BatchProcessor:
             spark, self.settings.events_dir, first_seq=record.first_seq, end_seq=record.cut,
             through_batch=ledger.last_batch_id,
         ).select(*S.EVENT_SCHEMA.fieldNames())
-        run_id, accepted = self._trainer(events, record, ledger)
+        try:
+            run_id, accepted = self._trainer(events, record, ledger)
+        except TrainingAbandoned as abandoned:
+            log.info("%s", abandoned)
+            return False
         done = replace(record, run_id=run_id, accepted=accepted)
         still_waiting = ledger.total_valid > record.cut
         ledger = ledger.with_(
@@ -236,3 +242,4 @@ class BatchProcessor:
         )
         save_ledger(self.settings.state_dir, ledger)
         self.ledger = ledger
+        return True
