@@ -1,7 +1,9 @@
 """Entrypoint of the streaming job: `spark-submit spark_app/main.py --config conf/local.yaml`.
 
-Loads and validates the config, builds the SparkSession, checks the broker, and runs the
-query until it is stopped (SIGTERM/Ctrl-C stop it after the batch in progress).
+Loads and validates the config, checks the Spark master, the broker and the topic, builds the
+SparkSession and runs the query until it is stopped: SIGTERM or Ctrl-C (to this process or to
+spark-submit's) stop it after the batch in progress. Exit codes: 0 stopped, 1 a runtime
+failure, 2 refused at start, 74 an I/O error (spark_app/errors.py); each failure is one line.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import stat
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script by spark-submit: make `spark_app` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,6 +24,9 @@ from recsys_contract.config import AppConfig, load_config
 from spark_app.errors import EXIT_START, EXIT_STOPPED, RecsysError
 from spark_app.stream.ledger import Ledger
 from spark_app.stream.stop import StopFlag
+
+if TYPE_CHECKING:
+    from spark_app.stream.batch import BatchProcessor
 
 log = logging.getLogger("spark_app")
 
@@ -57,27 +63,12 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def run(cfg: AppConfig, stop: StopFlag) -> None:
     """Check the services, build the session, run the query until it stops; log `stopped:`."""
-    from spark_app.session import (
-        check_spark_master,
-        create_session,
-        launched_by_spark_submit,
-        submitted_master,
-    )
-    from spark_app.stream.batch import BatchProcessor, BatchSettings
-    from spark_app.stream.job import ProgressLogger, check_kafka, kafka_stream, run_query
-    from spark_app.stream.trainers import trainer_for
+    from spark_app.session import create_session
+    from spark_app.stream.job import ProgressLogger, kafka_stream, run_query
 
-    master = cfg.spark.master
-    if launched_by_spark_submit():
-        from pyspark import SparkContext
-
-        master = submitted_master()  # joins spark-submit's JVM, which receives the signals
-        stop.install_jvm(SparkContext._gateway)
-    check_spark_master(master)
-    check_kafka(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.connect_timeout_seconds,
-                cfg.kafka.topic_wait_seconds, stop=stop.event)
+    check_services(cfg, stop)
     if stop.is_set():
-        log.info("stopped (%s) before the streaming query started", stop.reason)
+        log.info("stopped (%s): before the streaming query started", stop.reason)
         return
     spark = create_session(
         app_name=cfg.spark.app_name, master=cfg.spark.master,
@@ -86,28 +77,13 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
     try:
         stop.install()  # again: the SparkContext replaced the SIGINT handler by its own
         stop.install_jvm(spark.sparkContext._gateway)
-        state = cfg.paths.state
-        processor = BatchProcessor(
-            BatchSettings(
-                max_message_bytes=cfg.stream.max_message_bytes,
-                max_quantity=cfg.stream.max_quantity,
-                max_future_seconds=cfg.stream.max_future_seconds,
-                min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),
-                threshold=cfg.training.threshold,
-                window_events=cfg.training.window_events,
-                max_wait_seconds=cfg.training.max_wait_seconds,
-                events_dir=state / "events",
-                quarantine_dir=cfg.paths.results / "quarantine",
-                state_dir=state,
-                catch_up=cfg.training.catch_up,
-            ),
-            stop.guard(trainer_for(cfg)),
-        )
+        processor = batch_processor(cfg, stop)
         spark.streams.addListener(
             ProgressLogger(processor, cfg.training.threshold, cfg.stream.progress_every_batches)
         )
         log.info("reading %s from %s; training every %d new events; state in %s",
-                 cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.training.threshold, state)
+                 cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.training.threshold,
+                 cfg.paths.state)
         stream = kafka_stream(
             spark, bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic,
             starting_offsets=cfg.kafka.starting_offsets,
@@ -115,16 +91,58 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
             fail_on_data_loss=cfg.kafka.fail_on_data_loss,
             consumer_options=cfg.kafka.consumer_options,
         )
-        run_query(stream, processor, checkpoint=state / "checkpoint",
+        run_query(stream, processor, checkpoint=cfg.paths.state / "checkpoint",
                   trigger_interval_seconds=cfg.stream.trigger_interval_seconds,
                   available_now=cfg.stream.available_now, stop=stop,
-                  folders={"paths.state": str(state), "paths.results": str(cfg.paths.results)})
+                  folders={"paths.state": str(cfg.paths.state),
+                           "paths.results": str(cfg.paths.results)})
     finally:
         # Before the driver exits, so Spark's listener bus delivers its last events to the
         # Python listener while it still answers (else Py4J logs an error at every exit).
         spark.stop()
     log.info("stopped%s: %s", f" ({stop.reason})" if stop.reason else "",
              stopped_summary(processor.ledger))
+
+
+def check_services(cfg: AppConfig, stop: StopFlag) -> None:
+    """Before Spark starts: the master and the broker answer, the topic exists (or a one-line
+    error). Under spark-submit, first take the JVM's signals over: it already runs."""
+    from spark_app.session import check_spark_master, launched_by_spark_submit, submitted_master
+    from spark_app.stream.job import check_kafka
+
+    master = cfg.spark.master
+    if launched_by_spark_submit():
+        from pyspark import SparkContext
+
+        master = submitted_master()
+        stop.install_jvm(SparkContext._gateway)
+    check_spark_master(master)
+    check_kafka(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.connect_timeout_seconds,
+                cfg.kafka.topic_wait_seconds, stop=stop.event)
+
+
+def batch_processor(cfg: AppConfig, stop: StopFlag) -> BatchProcessor:
+    """The foreachBatch handler with its settings, and a trainer that a stop can abandon."""
+    from spark_app.stream.batch import BatchProcessor, BatchSettings
+    from spark_app.stream.trainers import trainer_for
+
+    state = cfg.paths.state
+    return BatchProcessor(
+        BatchSettings(
+            max_message_bytes=cfg.stream.max_message_bytes,
+            max_quantity=cfg.stream.max_quantity,
+            max_future_seconds=cfg.stream.max_future_seconds,
+            min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),
+            threshold=cfg.training.threshold,
+            window_events=cfg.training.window_events,
+            max_wait_seconds=cfg.training.max_wait_seconds,
+            events_dir=state / "events",
+            quarantine_dir=cfg.paths.results / "quarantine",
+            state_dir=state,
+            catch_up=cfg.training.catch_up,
+        ),
+        stop.guard(trainer_for(cfg)),
+    )
 
 
 def stopped_summary(ledger: Ledger) -> str:
