@@ -78,7 +78,8 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
                  ) -> tuple[float, float, int]:
     """(wall seconds, sum of batch durations in seconds, events stored); state under `work`."""
     settings = BatchSettings(
-        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
+        max_future_seconds=3600,
         min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=10**12, window_events=0,
         max_wait_seconds=0, events_dir=work / "events", quarantine_dir=work / "quarantine",
         state_dir=work / "state",

@@ -115,7 +115,8 @@ def measure(spark: SparkSession, bootstrap: str, topic: str, options: dict[str, 
         runs[0] += 1
         run = work / f"handler-{runs[0]}"
         settings = BatchSettings(
-            **LIMITS, threshold=10**12, window_events=0, max_wait_seconds=0,
+            **LIMITS, quarantine_max_bytes=10_000, threshold=10**12, window_events=0,
+            max_wait_seconds=0,
             events_dir=run / "events", quarantine_dir=run / "quarantine",
             state_dir=run / "state")
         BatchProcessor(settings, lambda *a: (None, None)).process(source(options), 0)
@@ -123,9 +124,9 @@ def measure(spark: SparkSession, bootstrap: str, topic: str, options: dict[str, 
     steps = [
         ("Kafka source alone, Kafka's default consumer options", noop(source({}))),
         ("Kafka source alone, the job's consumer options", noop(source(options))),
-        ("+ classify (parse, 25 checks)", noop(classify(source(options), **LIMITS))),
+        ("+ classify (parse, 27 checks)", noop(classify(source(options), **LIMITS))),
         ("+ valid events to Parquet, one pass, Parquet defaults",
-         lambda: staged_rows(classify(source(options), **LIMITS))
+         lambda: staged_rows(classify(source(options), **LIMITS), 10_000)
          .where(F.col(S.STATUS) == VALID).select(*S.EVENT_SCHEMA.fieldNames())
          .write.mode("overwrite").parquet(str(work / "floor"))),
         ("the job's batch handler (one pass, footer counts, ledger)", handler),

@@ -16,8 +16,7 @@ same Spark session:
      cycle a bare fit is timed again (--no-paired-fits to skip): each cycle is also given as
      a ratio to the mean of the bare fits just before and after it, which a machine that is
      slower or faster for a few minutes affects on both sides alike,
-  4. optionally both top-N strategies on the first cycle's model,
-  5. the `implicit` library's ALS on the same matrix (scipy CSR), same rank, iterations,
+  4. the `implicit` library's ALS on the same matrix (scipy CSR), same rank, iterations,
      regularization and confidence 1 + alpha * rating,
 and prints every figure, the ratios (first cycle, each warm cycle and the steady state to the
 bare fit), the Spark
@@ -258,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
         help="time a bare fit after every warm cycle too, for each cycle's ratio to the fits "
         "on either side of it (default: on)",
     )
-    parser.add_argument("--strategies", action="store_true", help="also time both top-N ways")
     parser.add_argument("--skip-implicit", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
@@ -281,13 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     from spark_app.session import create_session
     from spark_app.training import run_training
     from spark_app.training.als import build_als, fit_als, resolve_blocks
-    from spark_app.training.pipeline import scoring_chunks
     from spark_app.training.prepare import (
         aggregate_indexed_pairs,
         attach_indices,
         update_id_maps,
     )
-    from spark_app.training.recommend import recommend_for_users, user_vectors
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-training-"))
     shutil.rmtree(workdir, ignore_errors=True)
@@ -412,35 +408,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.warm_cycles:
             timed("bare_fit_all_pairs_after_warm", lambda: fit_als(pairs, als), timings)
-
-        if args.strategies and outcome.accepted:
-            from pyspark.ml.recommendation import ALSModel
-
-            model = ALSModel.load(str(outcome.path / "model"))
-            bought = pairs.select(USER_IDX, PRODUCT_IDX)
-            # As run_training sizes them: chunks of <= 4096 users, a multiple of the cores.
-            chunks = scoring_chunks(manifest["events"]["users"], parallelism)
-            for strategy in ("blocked", "spark"):
-                recs = recommend_for_users(
-                    model,
-                    user_vectors(model).select(USER_IDX),
-                    10,
-                    exclude=bought,
-                    strategy=strategy,
-                    num_chunks=chunks,
-                )
-                timed(
-                    f"top10_excluding_bought_{strategy}",
-                    lambda recs=recs: recs.write.format("noop").mode("overwrite").save(),
-                    timings,
-                )
-            timed(
-                "recommendForAllUsers_10_plain",
-                lambda: (
-                    model.recommendForAllUsers(10).write.format("noop").mode("overwrite").save()
-                ),
-                timings,
-            )
 
         if not args.skip_implicit:
             import numpy as np

@@ -99,7 +99,7 @@ def _null_field(c: _Ctx) -> tuple[Any, str]:
 
 def _empty_id(c: _Ctx) -> tuple[Any, str]:
     field = (USER_ID, PRODUCT_ID)[c.variant % 2]
-    blank = ("", "   ")[(c.variant // 2) % 2]
+    blank = ("", "   ", "\t", "\u3000")[(c.variant // 2) % 4]  # U+3000: ideographic space
     return {**c.base, field: blank}, Reason.of(Reason.EMPTY_ID, field)
 
 

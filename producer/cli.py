@@ -3,7 +3,8 @@
 Wires a source (the seeded generator, or a CSV replay) to a transport (Kafka, or stdout with
 --dry-run) through the send loop, and reports what was sent and acknowledged.
 Exit codes: 0 every record acknowledged; 1 some record failed or stayed unconfirmed, or the
-broker could not be reached; 2 bad arguments.
+broker could not be reached; 2 bad arguments, or a replay whose timestamps the job would
+mostly quarantine (the message names the flag that fixes it).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from kafka.errors import KafkaError
 from producer.badevents import BAD_KINDS
 from producer.errors import ProducerConfigError, ReplayFormatError
 from producer.generator import DEFAULT_START, GeneratorConfig, SalesGenerator
+from producer.hostile import hostile_records
 from producer.progress import PROGRESS_MODES, Progress
 from producer.records import RecordChunk
-from producer.replay import ColumnMapping, read_replay
+from producer.replay import ColumnMapping, QuarantineForecast, forecast_quarantine, read_replay
 from producer.runner import pump
-from producer.timefmt import now_ms, parse_instant_ms
+from producer.timefmt import MS_PER_DAY, format_timestamp, now_ms, parse_instant_ms
 from producer.transport import (
     COMPRESSION_TYPES,
     KafkaTransport,
@@ -37,7 +39,8 @@ from producer.transport import (
     ensure_topic,
 )
 from producer.workers import WorkerPoolTransport
-from recsys_contract.errors import RecsysError
+from recsys_contract.config import load_config
+from recsys_contract.errors import InvalidConfigError, RecsysError
 
 log = logging.getLogger("producer")
 
@@ -52,10 +55,11 @@ examples:
   # look at the events without Kafka
   python -m producer --events 5 --dry-run
 
-  # replay MovieLens ratings (userId,movieId,rating,timestamp in epoch seconds), one day of
-  # data per second, moved to the present so the job accepts the 1990s timestamps
+  # replay MovieLens ratings (userId,movieId,rating,timestamp in epoch seconds, 1995-2023)
+  # as fast as possible, moved so the last rating is now: every gap kept, none in the future,
+  # none before the job's stream.min_timestamp (2000)
   python -m producer --replay ratings.csv --user-col userId --product-col movieId \\
-      --rating-col rating --timestamp-col timestamp --speed 86400 --rebase-start now
+      --rating-col rating --timestamp-col timestamp --rebase-end now
 
 Stop with Ctrl-C: records in flight are flushed and a summary is logged (Ctrl-C twice aborts).
 """
@@ -136,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     shop.add_argument("--bad-ratio", type=_ratio, default=0.0, metavar="R",
                       help="share of malformed events mixed in, cycling through: "
                       + ", ".join(BAD_KINDS) + " (default: 0)")
+    shop.add_argument("--hostile", action="store_true",
+                      help="send the hostile corpus instead (producer/hostile.py: one record "
+                      "of each of ~100 kinds the job must quarantine or survive, then valid "
+                      "events with hostile ids), once")
     shop.add_argument("--start", default=DEFAULT_START, metavar="ISO|now",
                       help="simulated time of the first event (default: %(default)s)")
     shop.add_argument("--mean-gap-ms", type=_non_negative_float, default=100.0,
@@ -163,9 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--speed", type=_non_negative_float, default=0.0,
                         help="time compression: 3600 = one hour of data per second; "
                         "0 = as fast as possible (default)")
-    replay.add_argument("--rebase-start", metavar="ISO|now",
+    rebase = replay.add_mutually_exclusive_group()
+    rebase.add_argument("--rebase-start", metavar="ISO|now",
                         help="shift all replayed timestamps so the first is at this instant "
-                        "(the job rejects timestamps before 2000 or in the future)")
+                        "(with --speed 1 a live replay from now)")
+    rebase.add_argument("--rebase-end", metavar="ISO|now",
+                        help="shift all replayed timestamps so the last is at this instant: "
+                        "with 'now' a file of any age replays with every event in the past")
+    replay.add_argument("--job-config", type=Path, metavar="FILE.yaml",
+                        help="the streaming job's settings file: replayed timestamps are "
+                        "checked against its stream.min_timestamp and "
+                        "stream.max_future_seconds before sending (default: "
+                        "conf/defaults.yaml)")
+    replay.add_argument("--allow-quarantined", action="store_true",
+                        help="send a replay even if most of its events would be quarantined "
+                        "for their timestamps (the default refuses, naming the fix)")
 
     out = parser.add_argument_group("output and tuning")
     out.add_argument("--epoch-ms", action="store_true",
@@ -194,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Combinations argparse cannot express; exits with status 2 naming the flag."""
+    if args.hostile and (args.replay is not None or args.bad_ratio > 0):
+        parser.error("--hostile sends its own corpus: not with --replay or --bad-ratio")
     if args.replay is not None:
         if args.bad_ratio > 0:
             parser.error("--bad-ratio only applies to the generator, not to --replay")
@@ -201,7 +223,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             parser.error("give --speed (replay pace) or --rate, not both")
     elif args.speed > 0:
         parser.error("--speed only applies to --replay (use --rate for the generator)")
-    for flag in ("start", "rebase_start"):
+    for flag in ("start", "rebase_start", "rebase_end"):
         value = getattr(args, flag)
         if value is not None:
             try:
@@ -265,11 +287,62 @@ def _replay_source(args: argparse.Namespace) -> tuple[Iterator[RecordChunk], int
     total = len(table) if args.events is None else min(args.events, len(table))
     log.info("replay %s: %d rows in time order (%d skipped), speed %s", args.replay, len(table),
              table.skipped, args.speed or "as fast as possible")
-    rebase = parse_instant_ms(args.rebase_start) if args.rebase_start else None
+    start = parse_instant_ms(args.rebase_start) if args.rebase_start else None
+    end = parse_instant_ms(args.rebase_end) if args.rebase_end else None
+    shift = table.shift_ms(rebase_start_ms=start, rebase_end_ms=end, limit=args.events)
+    stream = load_config(args.job_config, path_given_as="--job-config").stream
+    forecast = forecast_quarantine(
+        table, shift_ms=shift, speed=args.speed, start_ms=now_ms(),
+        min_timestamp_ms=parse_instant_ms(stream.min_timestamp),
+        max_future_ms=stream.max_future_seconds * 1000, limit=args.events,
+    )
+    _check_replay_times(forecast, stream.min_timestamp, stream.max_future_seconds,
+                        allow=args.allow_quarantined)
     chunks = table.record_chunks(
-        epoch_ms=args.epoch_ms, rebase_start_ms=rebase, speed=args.speed, limit=args.events
+        epoch_ms=args.epoch_ms, rebase_start_ms=start, rebase_end_ms=end, speed=args.speed,
+        limit=args.events,
     )
     return chunks, total
+
+
+def _check_replay_times(
+    forecast: QuarantineForecast, min_timestamp: str, max_future_seconds: int, *, allow: bool
+) -> None:
+    """Warn when replayed events would be quarantined for their timestamps; refuse (naming
+    the flag that fixes it) when most would be, unless `allow`."""
+    if not forecast.quarantined:
+        return
+    span_ms = forecast.last_ms - forecast.first_ms
+    room_ms = now_ms() - parse_instant_ms(min_timestamp)
+    if span_ms <= room_ms:
+        fix = ("replay with --rebase-end now: the last event at the present, every gap kept, "
+               "none in the future (any --speed)")
+    else:
+        fix = (f"the replay spans {span_ms / MS_PER_DAY / 365.25:.1f} years, more than lies "
+               f"between the job's stream.min_timestamp {min_timestamp} and now: lower it in "
+               "the job's settings (and pass them as --job-config), or replay the latest "
+               "part only, with --rebase-end now")
+    message = (
+        f"{forecast.quarantined:,} of {forecast.rows:,} replayed events would be quarantined "
+        f"by the job: {forecast.too_old:,} before stream.min_timestamp {min_timestamp}, "
+        f"{forecast.in_future:,} more than stream.max_future_seconds ({max_future_seconds} s) "
+        f"ahead of the time they are sent (timestamps {format_timestamp(forecast.first_ms)} "
+        f"to {format_timestamp(forecast.last_ms)} as replayed); {fix}"
+    )
+    if 2 * forecast.quarantined > forecast.rows and not allow:
+        raise ProducerConfigError(message + "; or --allow-quarantined to send them anyway")
+    log.warning("%s", message)
+
+
+def _hostile_source() -> tuple[Iterator[RecordChunk], int]:
+    """The fuzz corpus as one chunk (its record without a value left out: it needs a key)."""
+    records = [r for r in hostile_records(now_ms=now_ms()) if r.value is not None]
+    log.info("hostile corpus: %d records of %d kinds, %d of them valid", len(records),
+             len({r.kind for r in records}), sum(r.expected_reason is None for r in records))
+    chunk = RecordChunk([None] * len(records), [r.value for r in records],
+                        bad={i: r.expected_reason for i, r in enumerate(records)
+                             if r.expected_reason})
+    return iter([chunk]), len(records)
 
 
 def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
@@ -293,7 +366,12 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
 def run(args: argparse.Namespace) -> int:
     """Send what the arguments ask for; returns the exit code."""
-    source, total = _replay_source(args) if args.replay else _generator_source(args)
+    if args.replay:
+        source, total = _replay_source(args)
+    elif args.hostile:
+        source, total = _hostile_source()
+    else:
+        source, total = _generator_source(args)
     settings = ProducerSettings(
         compression_type=args.compression, linger_ms=args.linger_ms, batch_size=args.batch_size
     )
@@ -351,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
         return run(args)
-    except ProducerConfigError as exc:
+    except (ProducerConfigError, InvalidConfigError) as exc:
         log.error("%s", exc)
         return 2
     except (ReplayFormatError, RecsysError, KafkaError, OSError) as exc:

@@ -8,6 +8,11 @@ memory: about 25-40 bytes per row plus the distinct ids, i.e. roughly 1 GB for 2
 Timestamps: ISO-8601 / anything pandas reads, epoch seconds or milliseconds (numeric columns
 are taken as seconds below 1e11, milliseconds above), or an explicit strftime format. Rows
 with an unreadable timestamp or an empty id/quantity are skipped and counted.
+
+The job quarantines an event older than its stream.min_timestamp, or more than
+stream.max_future_seconds ahead of the record's Kafka timestamp (the time it is sent).
+`forecast_quarantine` counts, before anything is sent, how many replayed events that would be,
+so the CLI can refuse a replay that would mostly land in the quarantine.
 """
 
 from __future__ import annotations
@@ -70,17 +75,40 @@ class ReplayTable:
     def __len__(self) -> int:
         return len(self.ts_ms)
 
+    def shift_ms(
+        self,
+        *,
+        rebase_start_ms: int | None = None,
+        rebase_end_ms: int | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """How far to move every timestamp so the first replayed event lands on
+        `rebase_start_ms`, or the last one (of the first `limit`) on `rebase_end_ms`."""
+        total = len(self) if limit is None else min(limit, len(self))
+        if rebase_start_ms is not None and rebase_end_ms is not None:
+            raise ValueError("give rebase_start_ms or rebase_end_ms, not both")
+        if not total:
+            return 0
+        if rebase_start_ms is not None:
+            return rebase_start_ms - int(self.ts_ms[0])
+        if rebase_end_ms is not None:
+            return rebase_end_ms - int(self.ts_ms[total - 1])
+        return 0
+
     def events(
-        self, *, epoch_ms: bool = False, rebase_start_ms: int | None = None
+        self,
+        *,
+        epoch_ms: bool = False,
+        rebase_start_ms: int | None = None,
+        rebase_end_ms: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The rows as event dicts, in time order.
 
-        `rebase_start_ms` shifts all timestamps so the first lands on that instant (e.g. to
-        bring 1990s ratings inside the job's accepted time range); gaps are kept.
+        `rebase_start_ms` shifts all timestamps so the first lands on that instant,
+        `rebase_end_ms` so the last does (e.g. to bring 1990s ratings inside the job's
+        accepted time range, all of them in the past); gaps are kept.
         """
-        shift = 0
-        if rebase_start_ms is not None and len(self):
-            shift = rebase_start_ms - int(self.ts_ms[0])
+        shift = self.shift_ms(rebase_start_ms=rebase_start_ms, rebase_end_ms=rebase_end_ms)
         users = np.asarray(self.user.categories, dtype=object)
         products = np.asarray(self.product.categories, dtype=object)
         for start in range(0, len(self), EMIT_CHUNK):
@@ -117,17 +145,21 @@ class ReplayTable:
         *,
         epoch_ms: bool = False,
         rebase_start_ms: int | None = None,
+        rebase_end_ms: int | None = None,
         speed: float = 0.0,
         limit: int | None = None,
     ) -> Iterator[RecordChunk]:
         """Kafka records (key = user id) in chunks; with speed > 0 each carries its due time:
-        seconds after the first event divided by speed (3600 = one hour of data per second)."""
+        seconds after the first event divided by speed (3600 = one hour of data per second).
+        `rebase_end_ms` puts the last of the first `limit` events at that instant."""
         total = len(self) if limit is None else min(limit, len(self))
         if total == 0:
             return
         keys: list[bytes | None] = []
         values: list[bytes] = []
         first = int(self.ts_ms[0])
+        if rebase_end_ms is not None:  # the last *replayed* event, not the file's last
+            rebase_start_ms = rebase_end_ms - int(self.ts_ms[total - 1]) + first
         for n, event in enumerate(self.events(epoch_ms=epoch_ms, rebase_start_ms=rebase_start_ms)):
             if n >= total:
                 break
@@ -141,6 +173,48 @@ class ReplayTable:
                     due = ((ts - first) / 1000.0 / speed).tolist()
                 yield RecordChunk(keys, values, due_s=due)
                 keys, values = [], []
+
+
+@dataclass(frozen=True)
+class QuarantineForecast:
+    """How many replayed events the job would quarantine for their timestamps."""
+
+    rows: int
+    too_old: int  # before stream.min_timestamp
+    in_future: int  # more than stream.max_future_seconds ahead of their send time
+    first_ms: int  # the first and last replayed timestamps, as sent
+    last_ms: int
+
+    @property
+    def quarantined(self) -> int:
+        return self.too_old + self.in_future
+
+
+def forecast_quarantine(
+    table: ReplayTable,
+    *,
+    shift_ms: int,
+    speed: float,
+    start_ms: int,
+    min_timestamp_ms: int,
+    max_future_ms: int,
+    limit: int | None = None,
+) -> QuarantineForecast:
+    """Count the replayed events the job's time checks would quarantine, if sending starts at
+    `start_ms` (each is sent at its due time with `speed` > 0, at once with 0; sending later
+    only makes "in the future" rarer)."""
+    total = len(table) if limit is None else min(limit, len(table))
+    original = table.ts_ms[:total]
+    if not total:
+        return QuarantineForecast(0, 0, 0, 0, 0)
+    stamps = original + shift_ms
+    sent = np.full(total, float(start_ms))
+    if speed > 0:
+        sent += (original - original[0]) / speed
+    too_old = stamps < min_timestamp_ms
+    in_future = ~too_old & (stamps > sent + max_future_ms)
+    return QuarantineForecast(total, int(too_old.sum()), int(in_future.sum()),
+                              int(stamps[0]), int(stamps[-1]))
 
 
 def _header(path: Path) -> list[str]:

@@ -1,17 +1,27 @@
 """Every part's settings: conf/defaults.yaml, overridden by a file and by `key=value` pairs.
 
 `load_config()` reads everything once at start and validates it; a wrong key or value raises
-`InvalidConfigError` naming the key. Library code receives plain values, not this object.
+`InvalidConfigError` naming the key and where the value came from (the defaults, the file, or
+the `--set` pair). Types are strict: YAML's `true`, `1.5` or `"10"` is not taken for an integer
+(a float setting does take an integer). Library code receives plain values, not this object.
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recsys_contract.errors import InvalidConfigError
 
@@ -32,8 +42,27 @@ RESERVED_CONSUMER_OPTIONS = frozenset(
 )
 
 
+# A path may be written as a YAML string (strict mode would want a Path object).
+PathSetting = Annotated[Path, Field(strict=False)]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 instant with its offset (`2000-01-01T00:00:00Z`), or ValueError saying so."""
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"expected an ISO-8601 instant such as 2000-01-01T00:00:00Z, got {text!r}"
+        ) from None
+    if instant.tzinfo is None:
+        raise ValueError(
+            f"{text!r} has no time zone; add Z or an offset, e.g. 2000-01-01T00:00:00Z"
+        )
+    return instant
 
 
 class KafkaConfig(_Section):
@@ -76,7 +105,25 @@ class StreamConfig(_Section):
     max_quantity: int = Field(gt=0)
     max_future_seconds: int = Field(ge=0)
     min_timestamp: str
+    quarantine_max_bytes: int = Field(ge=0)
     progress_every_batches: int = Field(gt=0)
+
+    @field_validator("min_timestamp", mode="before")
+    @classmethod
+    def _instant(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2000-01-01T00:00:00Z as a datetime, 2000-01-01 as a date.
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, date):
+            raise ValueError(f"{value} is a date; give an instant, e.g. {value}T00:00:00Z")
+        if isinstance(value, str):
+            parse_instant(value)
+        return value
+
+    @property
+    def min_instant(self) -> datetime:
+        """`min_timestamp` as an aware datetime."""
+        return parse_instant(self.min_timestamp)
 
 
 class TrainingConfig(_Section):
@@ -88,8 +135,8 @@ class TrainingConfig(_Section):
 
 
 class PathsConfig(_Section):
-    results: Path
-    state: Path
+    results: PathSetting
+    state: PathSetting
 
 
 class AlsConfig(_Section):
@@ -111,14 +158,29 @@ class EvaluationConfig(_Section):
         "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage"
     ]
     accept_margin: float = Field(ge=0, lt=1)
+    rmse_margin: float = Field(ge=0, lt=1)
+    bias_reg: float = Field(ge=0)
     refit_on_all_pairs: bool
+
+
+class GridPoint(_Section):
+    rank: int = Field(gt=0)
+    reg_param: float = Field(ge=0)
+    alpha: float = Field(ge=0)
+
+
+class SelectionConfig(_Section):
+    every_n_runs: int = Field(ge=0)
+    validation_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    time_budget_seconds: float = Field(gt=0)
+    grid: list[GridPoint] = Field(min_length=1)
 
 
 class RecommendConfig(_Section):
     top_n: int = Field(gt=0)
     exclude_purchased: bool
     popular_n: int = Field(gt=0)
-    strategy: Literal["blocked", "spark"]
 
 
 class GraphConfig(_Section):
@@ -141,6 +203,29 @@ class SparkConfig(_Section):
         return value
 
 
+class ServeConfig(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    default_n: int = Field(gt=0)
+    max_n: int = Field(gt=0)
+    reload_poll_seconds: float = Field(gt=0)
+    catch_up_seconds: float = Field(ge=0)
+    api_key: str
+    fold_in: bool
+    kafka_group: str = Field(min_length=1)
+    fold_in_max_users: int = Field(ge=0)
+    max_url_bytes: int = Field(ge=64)
+    access_log: bool
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> ServeConfig:
+        if self.default_n > self.max_n:
+            raise ValueError(
+                f"serve.default_n ({self.default_n}) must not exceed serve.max_n ({self.max_n})"
+            )
+        return self
+
+
 class AppConfig(_Section):
     kafka: KafkaConfig
     stream: StreamConfig
@@ -148,74 +233,155 @@ class AppConfig(_Section):
     paths: PathsConfig
     als: AlsConfig
     evaluation: EvaluationConfig
+    selection: SelectionConfig
     recommend: RecommendConfig
     graph: GraphConfig
     spark: SparkConfig
+    serve: ServeConfig
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+DEFAULTS_SOURCE = "conf/defaults.yaml"
+SET_FLAG = "--set"
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's multi-line message as one line: the problem and where (PyYAML raises a plain
+    ValueError for a timestamp-like scalar with an impossible date)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _read_yaml(path: Path, given_as: str = "--config") -> dict[str, Any]:
     if not path.is_file():
-        raise InvalidConfigError(f"config file {path} does not exist; pass an existing --config")
+        raise InvalidConfigError(
+            f"config file {path} (given as {given_as}) does not exist; "
+            f"point {given_as} to an existing file"
+        )
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise InvalidConfigError(
+            f"config file {path} is not valid YAML: {_yaml_problem(exc)}"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidConfigError(f"config file {path} must hold a mapping of sections")
     return data
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str,
+           source: str) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
         dotted = f"{where}{key}"
         if key not in merged:
             raise InvalidConfigError(
-                f"unknown config key {dotted!r}; known keys here: {', '.join(sorted(base))}"
+                f"unknown config key {dotted!r} in {source}; known keys here: "
+                f"{', '.join(sorted(base))}"
             )
         if isinstance(merged[key], dict) and key not in FREE_MAPPINGS:
             if not isinstance(value, dict):
-                raise InvalidConfigError(f"config key {dotted!r} must be a mapping")
-            merged[key] = _merge(merged[key], value, dotted + ".")
+                raise InvalidConfigError(
+                    f"config key {dotted!r} in {source} must be a mapping of its keys")
+            merged[key] = _merge(merged[key], value, dotted + ".", source)
         elif isinstance(merged[key], dict):
+            if value is not None and not isinstance(value, dict):
+                raise InvalidConfigError(
+                    f"config key {dotted!r} in {source} must be a mapping, got {value!r}")
             merged[key] = {**merged[key], **(value or {})}
         else:
             merged[key] = value
     return merged
 
 
+def _override_key(pair: str) -> tuple[list[str], str]:
+    """(the key's path, the raw value) of one `section.key=value` pair."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key.strip():
+        raise InvalidConfigError(f"{SET_FLAG} {pair!r} must look like section.key=value")
+    parts = key.strip().split(".")
+    free = next((i for i, part in enumerate(parts[:-1]) if part in FREE_MAPPINGS), None)
+    if free is not None:  # the rest is one key of a free mapping, dots and all
+        parts = [*parts[: free + 1], ".".join(parts[free + 1 :])]
+    return parts, raw
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """Turn ["training.threshold=500", ...] into a nested mapping (values parsed as YAML)."""
     nested: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InvalidConfigError(f"override {pair!r} must look like section.key=value")
+        parts, raw = _override_key(pair)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except (yaml.YAMLError, ValueError) as exc:
+            raise InvalidConfigError(
+                f"{SET_FLAG} {pair}: the value is not valid YAML: {_yaml_problem(exc)}"
+            ) from None
         node = nested
-        parts = key.strip().split(".")
-        free = next((i for i, part in enumerate(parts[:-1]) if part in FREE_MAPPINGS), None)
-        if free is not None:  # the rest is one key of a free mapping, dots and all
-            parts = [*parts[: free + 1], ".".join(parts[free + 1 :])]
         *parents, leaf = parts
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+            if not isinstance(node, dict):
+                raise InvalidConfigError(f"{SET_FLAG} {pair} conflicts with an earlier {SET_FLAG}")
+        node[leaf] = value
     return nested
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> AppConfig:
-    """Defaults, then the file at `path`, then `overrides`; validated, or InvalidConfigError."""
-    data = _read_yaml(DEFAULTS_PATH)
+def _holds(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    """Whether the nested mapping `data` sets the key at `loc` (or a key inside it)."""
+    node: Any = data
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _source_of(loc: tuple[Any, ...], path: Path | str | None, file_data: dict[str, Any],
+               pairs: list[str]) -> str:
+    """Where the value at `loc` came from: the last `--set` pair, else the file, else the
+    defaults."""
+    dotted = ".".join(str(p) for p in loc)
+    for pair in reversed(pairs):
+        key = ".".join(_override_key(pair)[0])
+        if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + "."):
+            return f"{SET_FLAG} {pair}"
+    if path is not None and _holds(file_data, loc):
+        return str(path)
+    return DEFAULTS_SOURCE
+
+
+def load_config(
+    path: Path | str | None = None,
+    overrides: list[str] | None = None,
+    *,
+    path_given_as: str = "--config",
+) -> AppConfig:
+    """Defaults, then the file at `path`, then `overrides`; validated, or InvalidConfigError.
+
+    `path_given_as` names how the file was chosen (`--config`, or an environment variable such
+    as RECSYS_CONFIG), for the message when it is missing.
+    """
+    data = _read_yaml(DEFAULTS_PATH, DEFAULTS_SOURCE)
+    file_data: dict[str, Any] = {}
     if path is not None:
-        data = _merge(data, _read_yaml(Path(path)), "")
-    if overrides:
-        data = _merge(data, parse_overrides(overrides), "")
+        file_data = _read_yaml(Path(path), path_given_as)
+        data = _merge(data, file_data, "", str(path))
+    pairs = list(overrides or [])
+    if pairs:
+        data = _merge(data, parse_overrides(pairs), "", SET_FLAG)
     try:
         return AppConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
-        source = f" in {path}" if path else ""
-        raise InvalidConfigError(f"invalid configuration{source}: {problems}") from None
+        problems = "; ".join(_problem(err, _source_of(err["loc"], path, file_data, pairs))
+                             for err in exc.errors())
+        raise InvalidConfigError(f"invalid configuration: {problems}") from None
+
+
+def _problem(err: Any, source: str) -> str:
+    """`key: what is wrong (got value; from source)`, on one line."""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    got = repr(err.get("input"))
+    got = got if len(got) <= 80 else got[:77] + "..."
+    return f"{'.'.join(str(p) for p in err['loc'])}: {message} (got {got}; from {source})"

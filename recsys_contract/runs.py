@@ -6,6 +6,7 @@ Written by the training stage, read by the visualizer, the demo and the API serv
     results/
       runs/<run_id>/        one accepted run, complete or absent (published by one rename)
         manifest.json  metrics.json  vertices.csv  edges.csv  popular.csv  model/
+        factors/            users.parquet  items.parquet  purchases.parquet (the API server's)
       rejected/<run_id>/    manifest.json and metrics.json of a run that lost to its baseline
       latest                a pointer file: the id of the newest published run and a newline
       quarantine/           the streaming job's quarantined records
@@ -40,6 +41,16 @@ POPULAR_CSV = "popular.csv"
 CSV_FILES: tuple[str, ...] = (VERTICES_CSV, EDGES_CSV, POPULAR_CSV)
 CSV_PART_GLOB = "part-*.csv"  # a CSV too large for one file: a folder of these, each with a header
 
+# --- factors/: what the API server loads (Parquet folders written by Spark) ---------------------
+FACTORS_DIR = "factors"
+USER_FACTORS = "users.parquet"  # user_id, vector: the model's user factors
+ITEM_FACTORS = "items.parquet"  # product_id, vector: the model's item factors
+PURCHASES_PARQUET = "purchases.parquet"  # user_id, product_id, quantity: every pair of the run
+FACTOR_FILES: tuple[str, ...] = (USER_FACTORS, ITEM_FACTORS, PURCHASES_PARQUET)
+SUCCESS_MARKER = "_SUCCESS"  # written by Spark last in each Parquet folder: the folder is whole
+VECTOR = "vector"  # list<float> of `rank` numbers (manifest.parameters.als.rank)
+PURCHASED_QUANTITY = "quantity"  # double: units of the product the user bought (the ALS rating)
+
 # --- CSV columns --------------------------------------------------------------------------------
 VERTEX_ID = "id"  # u:<user_id> or p:<product_id>
 VERTEX_TYPE = "type"
@@ -67,6 +78,8 @@ PRODUCT_VERTEX_PREFIX = "p:"
 # --- metrics ----------------------------------------------------------------------------------
 RANKING_METRIC_NAMES: tuple[str, ...] = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 METRIC_NAMES: tuple[str, ...] = ("rmse", *RANKING_METRIC_NAMES, "coverage")
+BEYOND_ACCURACY_NAMES: tuple[str, ...] = (
+    "catalog_coverage", "gini", "novelty", "intra_list_diversity")
 ACCEPT_METRICS: tuple[str, ...] = (*RANKING_METRIC_NAMES, "coverage")
 MODEL = "model"
 BASELINE = "baseline"
@@ -212,10 +225,18 @@ class EventCounts(_Json):
 
 @dataclass(frozen=True)
 class KafkaSpan(_Json):
-    """The topic, and per partition the [first, last] offsets of the events stored so far."""
+    """The topic, and per partition the [first, last] offsets of the events stored so far.
+
+    `cut`: per partition, the offset of the first record after the run's training cut (every
+    valid event before it, in every partition the job had read, is in the run's history; none
+    after it). The API server folds in the records from there. Empty where the writer does not
+    know it; a reader then takes `offsets[p][1] + 1` (which may skip the events of the batch
+    that crossed the threshold after the cut).
+    """
 
     topic: str
     offsets: dict[str, list[int]] = field(default_factory=dict)
+    cut: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,6 +255,10 @@ class Manifest(_Json):
     timings_seconds: dict[str, float] = field(default_factory=dict)
     spark: dict[str, str] = field(default_factory=dict)
     graph_engine: str | None = None
+    # The last micro-batch the job had committed when the run started: the quarantine's
+    # batch_id=<N> folders up to it hold what was quarantined before the run (the report
+    # counts them per run). None: not recorded (runs written before 2026-12-03).
+    last_batch_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +275,37 @@ class GraphFigures(_Json):
 
 
 @dataclass(frozen=True)
+class BeyondAccuracy(_Json):
+    """What the served recommendations look like beyond hitting held-out purchases."""
+
+    catalog_coverage: float | None  # share of the catalog recommended to at least one user
+    gini: float | None  # Gini of how often each product is recommended (0 = even, 1 = one)
+    novelty: float | None  # mean self-information -log2(share of users who bought it)
+    intra_list_diversity: float | None  # mean over lists of mean pairwise 1 - cosine (factors)
+
+
+@dataclass(frozen=True)
+class Candidate(_Json):
+    """One ALS setting tried by the run's model selection, and its validation figure."""
+
+    parameters: dict[str, float]  # rank, reg_param, alpha
+    validation: float | None  # the selection metric on the validation pairs
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class Selection(_Json):
+    """The run's model selection: the candidates tried on a validation split of the training
+    pairs (never the test pairs), and the settings chosen; or the run whose choice was reused."""
+
+    metric: str  # the acceptance figure: a ranking metric (implicit) or rmse (explicit)
+    chosen: dict[str, float]
+    validation_pairs: int = 0
+    candidates: tuple[Candidate, ...] = ()
+    reused_from: str | None = None  # run id whose choice this run reused (no candidates tried)
+
+
+@dataclass(frozen=True)
 class Metrics(_Json):
     """metrics.json: the model and its baseline on the held-out pairs, and the verdict."""
 
@@ -262,3 +318,8 @@ class Metrics(_Json):
     accept_margin: float
     accepted: bool
     graph: GraphFigures | None = None
+    feedback: str = "implicit"  # implicit | explicit (als.implicit_prefs): what the model fitted
+    rmse_against: str = "preference"  # preference (1.0 per held-out pair) | rating
+    rmse_pairs: int | None = None  # held-out pairs of known users and products the RMSE covers
+    beyond_accuracy: BeyondAccuracy | None = None
+    selection: Selection | None = None

@@ -58,7 +58,11 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
             overrides.append(f"{key}={value}")
     if args.available_now:
         overrides.append("stream.available_now=true")
-    return load_config(args.config, overrides)
+    # scripts/submit and docker-compose pass $RECSYS_CONFIG as --config: name what was set.
+    from_env = os.environ.get("RECSYS_CONFIG")
+    given_as = ("RECSYS_CONFIG" if from_env and args.config is not None
+                and Path(from_env) == args.config else "--config")
+    return load_config(args.config, overrides, path_given_as=given_as)
 
 
 def run(cfg: AppConfig, stop: StopFlag) -> None:
@@ -130,6 +134,7 @@ def batch_processor(cfg: AppConfig, stop: StopFlag) -> BatchProcessor:
     return BatchProcessor(
         BatchSettings(
             max_message_bytes=cfg.stream.max_message_bytes,
+            quarantine_max_bytes=cfg.stream.quarantine_max_bytes,
             max_quantity=cfg.stream.max_quantity,
             max_future_seconds=cfg.stream.max_future_seconds,
             min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),

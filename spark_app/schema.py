@@ -9,6 +9,8 @@ only the job has.
 from __future__ import annotations
 
 from pyspark.sql.types import (
+    BinaryType,
+    BooleanType,
     DoubleType,
     IntegerType,
     LongType,
@@ -19,6 +21,7 @@ from pyspark.sql.types import (
 )
 
 from recsys_contract.events import (  # noqa: F401 - re-exported for the job's modules
+    BLANK_CHARACTERS,
     EVENT_ID,
     KAFKA_OFFSET,
     KAFKA_PARTITION,
@@ -29,6 +32,8 @@ from recsys_contract.events import (  # noqa: F401 - re-exported for the job's m
     PRODUCT_ID,
     QUANTITY,
     RAW_VALUE,
+    RAW_VALUE_BYTES,
+    RAW_VALUE_TRUNCATED,
     REASON,
     REQUIRED_FIELDS,
     TIMESTAMP,
@@ -80,10 +85,13 @@ EVENT_SCHEMA = StructType(
     ]
 )
 
-# A quarantined record: the raw value, why, and where it came from.
+# A quarantined record: the raw value (bytes, cut to stream.quarantine_max_bytes), why, and
+# where it came from (recsys_contract.events.QUARANTINE_COLUMNS).
 QUARANTINE_SCHEMA = StructType(
     [
-        StructField(RAW_VALUE, StringType(), nullable=True),
+        StructField(RAW_VALUE, BinaryType(), nullable=True),
+        StructField(RAW_VALUE_BYTES, LongType(), nullable=True),
+        StructField(RAW_VALUE_TRUNCATED, BooleanType(), nullable=True),
         StructField(REASON, StringType(), nullable=False),
         StructField(KAFKA_TOPIC, StringType(), nullable=False),
         StructField(KAFKA_PARTITION, IntegerType(), nullable=False),

@@ -26,10 +26,6 @@ DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
 CONF_DIR = REPO_ROOT / "conf"
 KAFKA_CONNECTOR_PREFIX = "spark-sql-kafka-0-10"
 PARSER_JAR = "recsys-udf.jar"  # the project's own JVM code (jvm/udf/), built by scripts/setup
-CODEGEN_CACHE_KEY = "spark.sql.codegen.cache.maxEntries"  # static: set before the session starts
-CODEGEN_CACHE_ENTRIES = 1000
-PAGE_SIZE_KEY = "spark.buffer.pageSize"  # static too
-PAGE_SIZE = "8m"
 # A standalone master must accept a connection within this at start; Spark itself retries
 # registering for about a minute and then fails with a trace about a stopped SparkContext.
 MASTER_CONNECT_TIMEOUT_SECONDS = 10.0
@@ -111,7 +107,8 @@ def create_session(
     extra_conf: Mapping[str, str] | None = None,
     jars: list[Path] | None = None,
 ) -> SparkSession:
-    """Build (or join) the SparkSession with the project's settings."""
+    """Build (or join) the SparkSession with the settings the job's correctness needs (the
+    performance settings are in conf/spark-defaults.conf, read through SPARK_CONF_DIR)."""
     builder = SparkSession.builder.appName(app_name)
     if not launched_by_spark_submit():
         builder = builder.master(master)
@@ -126,14 +123,6 @@ def create_session(
     # 64-bit microseconds, Parquet's own timestamp type, rather than Spark's default of the
     # deprecated INT96: what pandas and pyarrow expect, and cheaper to write.
     builder = builder.config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-    # Room for every class a training cycle generates (~190), so the next cycle reuses them:
-    # with Spark's default of 100 each cycle compiled them all again (benchmarks/RESULTS.md).
-    builder = builder.config(CODEGEN_CACHE_KEY, str(CODEGEN_CACHE_ENTRIES))
-    # Spark's default memory page is 64 MB with 2 cores and a 4 GB driver, one per hash
-    # aggregation, sort and broadcast table however small, zeroed by the JVM and kept alive
-    # by broadcasts: ~1 GB of old generation, a full GC per cycle. 8 MB pages cut the training
-    # cycle's GC from ~1 s to 0.2 s and made it ~1.09x faster (benchmarks/RESULTS.md).
-    builder = builder.config(PAGE_SIZE_KEY, PAGE_SIZE)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -61,6 +61,21 @@ def uniform_events(
     return rows
 
 
+def rated_events(*, users: int = 200, products: int = 60, segments: int = 4,
+                 events_per_user: int = 12, seed: int = 5) -> list[tuple]:
+    """Explicit feedback with a planted interaction: `quantity` (the rating explicit ALS fits)
+    is 4-5 inside the user's segment and 1-2 outside, over random products: user and item
+    biases alone cannot predict it."""
+    rng = random.Random(seed)
+    rows = []
+    for u in range(users):
+        for p in rng.sample(range(products), events_per_user):
+            rating = rng.randint(4, 5) if p % segments == u % segments else rng.randint(1, 2)
+            when = START + timedelta(seconds=len(rows))
+            rows.append(_row(len(rows), f"u{u}", f"p{p}", rating, when))
+    return rows
+
+
 def events_df(spark: SparkSession, rows: list[tuple]) -> DataFrame:
     """The rows as a DataFrame of validated events (EVENT_SCHEMA)."""
     return spark.createDataFrame(rows, EVENT_SCHEMA)

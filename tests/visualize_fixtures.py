@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_contract.runs import LATEST, format_latest
+from visualize.ids import parse_visible_id
 
 BASE_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 METRIC_NAMES = ("rmse", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage")
@@ -298,3 +300,31 @@ def png_size(path: Path) -> tuple[int, int]:
     assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     assert head[12:16] == b"IHDR", f"{path} has no IHDR chunk first"
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+class _ShownIds(HTMLParser):
+    """The text of every id element (<bdi class="id">) of a report page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "bdi" and ("class", "id") in attrs:
+            self.ids.append("")
+            self._inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self._inside = self._inside and tag != "bdi"
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.ids[-1] += data
+
+
+def shown_ids(page: str) -> list[str]:
+    """The ids a report page shows, in order, as ids (visualize.ids' escapes undone)."""
+    parser = _ShownIds()
+    parser.feed(page)
+    return [parse_visible_id(text) for text in parser.ids]

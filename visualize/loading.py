@@ -218,6 +218,16 @@ def _header(part: Path) -> list[str] | None:
     return [name.strip().strip('"') for name in line.rstrip("\r\n").split(",")]
 
 
+def _holds_nul(part: Path) -> bool:
+    """Whether the file has a NUL byte: an id may hold one, and pandas' C engine would cut the
+    text there (docs/run-format.md); such a file is read with the Python engine."""
+    with part.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            if b"\0" in block:
+                return True
+    return False
+
+
 def _ends_with_newline(part: Path) -> bool:
     """True when the file's last byte ends a line (Spark and pandas end every row with one)."""
     with part.open("rb") as handle:
@@ -260,7 +270,7 @@ def read_csv(path: Path, dtypes: Mapping[str, str], run_id: str) -> pd.DataFrame
                 dtype=dict(dtypes),
                 keep_default_na=False,
                 na_values={c: [""] for c in columns},
-                engine="c",
+                engine="python" if _holds_nul(part) else "c",
             )
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -337,6 +347,7 @@ def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
         "created_at": manifest.created_at,
         "k": metrics.k,
         "training_set": manifest.events.training_set,
+        "last_batch_id": manifest.last_batch_id,
     }
     for side, figures in (("model", metrics.model), ("baseline", metrics.baseline)):
         for name in METRIC_NAMES:
@@ -345,7 +356,7 @@ def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
 
 
 HISTORY_COLUMNS: tuple[str, ...] = (
-    "run_id", "status", "sequence", "created_at", "k", "training_set",
+    "run_id", "status", "sequence", "created_at", "k", "training_set", "last_batch_id",
     *(f"{side}_{name}" for side in ("model", "baseline") for name in METRIC_NAMES),
 )
 
@@ -365,7 +376,7 @@ def load_history(results: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
     table["created_at"] = pd.to_datetime(table["created_at"], utc=True, errors="coerce")
     table["sequence"] = pd.to_numeric(table["sequence"], errors="coerce")
-    for name in HISTORY_COLUMNS[6:]:
+    for name in HISTORY_COLUMNS[6:]:  # last_batch_id and the metrics
         table[name] = pd.to_numeric(table[name], errors="coerce")
     return table.sort_values(["run_id", "status"], kind="stable").reset_index(drop=True)
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import matplotlib.dates as mdates
 import networkx as nx
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from recsys_contract.runs import (
     EDGE_DST,
@@ -31,6 +34,7 @@ from recsys_contract.runs import (
     VERTEX_LABEL,
     Metrics,
 )
+from visualize.ids import visible_id
 from visualize.loading import PUBLISHED, REJECTED, split_vertices
 
 logger = logging.getLogger(__name__)
@@ -109,6 +113,7 @@ class GraphDrawing:
     sampled: bool
     product_labels: tuple[str, ...]
     title: str
+    users_without_recommendation: int = 0  # in the whole graph (drawn in the centre if drawn)
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class DegreeDrawing:
     user_log_y: bool
     product_log: bool
     annotation: str
+    users_without_recommendation: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,7 @@ class QualityDrawing:
     size_px: tuple[int, int]
     run_ids: tuple[str, ...]
     statuses: tuple[str, ...]
-    x_axis: str  # "created_at" or "sequence"
+    x_axis: str  # "sequence": the training run's number
     model: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
     baseline: dict[str, tuple[float | None, ...]] = field(default_factory=dict)
 
@@ -152,17 +158,62 @@ class QualityDrawing:
 
 
 def _save(fig: Figure, path: Path, dpi: int) -> tuple[int, int]:
-    """Save ``fig`` as PNG at its own size (no tight bbox: the pixel size stays figsize*dpi)."""
+    """Save ``fig`` as PNG at its own size (no tight bbox: the pixel size stays figsize*dpi).
+
+    An id may hold characters the font lacks (emoji): they are drawn as boxes, without a
+    warning per glyph (the page's tables show the ids exactly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", facecolor="white")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        fig.savefig(path, dpi=dpi, format="png", facecolor="white")
     width, height = fig.get_size_inches()
     fig.clear()  # drop artists now; the Figure is not registered with pyplot
     return round(width * dpi), round(height * dpi)
 
 
 def _short(label: str, limit: int = 18) -> str:
-    """A label cut to ``limit`` characters for a picture (long ids would leave the figure)."""
-    return label if len(label) <= limit else label[: limit - 1] + "…"
+    """An id as a picture shows it: invisible characters escaped (visualize.ids), cut to
+    ``limit`` characters (long ids would leave the figure). Draw it with parse_math=False, or
+    through `_literal`: matplotlib takes text between two `$` for a formula (and fails on
+    an id such as `$\\frac$`)."""
+    shown = visible_id(label)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def _literal(text: str) -> str:
+    """``text`` for a matplotlib text that parses math (a tick label): every `$` literal."""
+    return text.replace("$", r"\$")
+
+
+NO_RECOMMENDATION = (
+    "no recommendation: they had already bought every product the model could recommend"
+)
+
+
+def users_without_recommendation(vertices: pd.DataFrame) -> int:
+    """Users of the graph with out-degree 0 (recommend.exclude_purchased left nothing)."""
+    users, _ = split_vertices(vertices)
+    return int((users[OUT_DEGREE] == 0).sum())
+
+
+def clipped_texts(fig: Figure) -> list[str]:
+    """What of ``fig`` reaches beyond its edges (cut off in the PNG): a figure text or legend by
+    its text, a panel (its title, tick labels, axis labels, texts) by its title."""
+    canvas = FigureCanvasAgg(fig)  # what savefig renders a PNG with
+    canvas.draw()  # lays the figure out (constrained layout) as saving does
+    renderer = canvas.get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+
+    def outside(box: Any) -> bool:
+        return box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1
+
+    clipped = [t.get_text() for t in fig.texts if t.get_visible() and t.get_text()
+               and outside(t.get_window_extent(renderer))]
+    clipped += [" / ".join(t.get_text() for t in legend.get_texts()) for legend in fig.legends
+                if outside(legend.get_window_extent(renderer))]
+    clipped += [f"panel {ax.get_title()!r}" for ax in fig.axes
+                if outside(ax.get_tightbbox(renderer))]
+    return clipped
 
 
 def long_tail(values: np.ndarray) -> bool:
@@ -243,7 +294,7 @@ def _layout(sample: GraphSample) -> dict[str, np.ndarray]:
                 a = centre + offset
                 pos[user] = np.array([radius * math.cos(a), radius * math.sin(a)])
             radius -= spacing * 1.3
-    lonely = [u for u in sample.users[VERTEX_ID] if u not in pos]  # no edge: a small inner ring
+    lonely = [u for u in sample.users[VERTEX_ID] if u not in pos]  # no edge: a small centre ring
     for i, user in enumerate(lonely):
         a = 2 * math.pi * i / len(lonely)
         pos[user] = np.array([0.12 * math.cos(a), 0.12 * math.sin(a)])
@@ -302,7 +353,7 @@ def plot_graph(
         radius = math.hypot(x, y) or 1.0
         ax.text(
             x + 0.09 * x / radius, y + 0.09 * y / radius, f"{_short(label)} ({int(degree):,})",
-            fontsize=font, fontweight="bold", zorder=5,
+            fontsize=font, fontweight="bold", zorder=5, parse_math=False,
             ha="left" if x > 0.15 else "right" if x < -0.15 else "center",
             va="bottom" if y > 0.15 else "top" if y < -0.15 else "center",
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
@@ -314,6 +365,12 @@ def plot_graph(
         ax.set_xlim(xs.min() - pad, xs.max() + pad)
         ax.set_ylim(ys.min() - pad, ys.max() + pad)
     ax.set_aspect("equal")
+    lonely = users_without_recommendation(vertices)
+    lonely_drawn = int((~sample.users[VERTEX_ID].isin(sample.edges[EDGE_SRC])).sum())
+    lonely_handles = [
+        Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=5,
+               label=f"centre: {lonely_drawn:,} users with {NO_RECOMMENDATION}")
+    ] if lonely_drawn else []
     fig.legend(
         handles=[
             Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=7,
@@ -325,8 +382,10 @@ def plot_graph(
                    label=f"highest score drawn ({high:.3f})"),
             Line2D([], [], color=(*EDGE_COLOUR, 0.1), lw=0.4,
                    label=f"lowest score drawn ({low:.3f})"),
+            *lonely_handles,
         ],
-        loc="outside lower center", ncols=2, fontsize=11, frameon=False,
+        loc="outside lower center", ncols=1 if lonely_handles else 2, fontsize=11,
+        frameon=False,
     )
     title = f"Recommendation graph{f' — run {run_id}' if run_id else ''}"
     how = (
@@ -341,6 +400,7 @@ def plot_graph(
         edges_drawn=len(edge_list), total_users=sample.total_users,
         total_products=sample.total_products, total_edges=sample.total_edges,
         sampled=sample.sampled, product_labels=labels, title=title,
+        users_without_recommendation=lonely,
     )
 
 
@@ -388,6 +448,12 @@ def plot_degrees(
     left.set_xlabel("recommendations received (out-degree)")
     left.set_ylabel("users")
     left.set_title(f"Users' out-degree ({len(users):,} users)")
+    lonely = int(counts[0]) if out_deg.size else 0
+    if lonely:
+        left.text(0.02, 0.97, f"{lonely:,} users with out-degree 0 got\n"
+                  + NO_RECOMMENDATION.replace(": ", ":\n", 1).replace(" every", "\nevery", 1),
+                  transform=left.transAxes, ha="left", va="top", fontsize=10,
+                  bbox={"boxstyle": "round", "fc": "white", "ec": BASELINE_COLOUR})
     if user_log:
         left.set_yscale("log")
     if present.size and present.size <= 30:
@@ -409,8 +475,8 @@ def plot_degrees(
     right.set_xlabel("product rank by in-degree" + (" (log)" if product_log else ""))
     right.set_ylabel("users recommended to (in-degree)" + (" (log)" if product_log else ""))
     never_note = f"; {never:,} never recommended" if never else ""
-    right.set_title(
-        f"Products' in-degree, rank/frequency ({recommended.size:,} products{never_note})"
+    right.set_title(  # two lines: one would be wider than the panel, cut off in the PNG
+        f"Products' in-degree, rank/frequency\n({recommended.size:,} products{never_note})"
     )
     annotation = concentration_text(metrics)
     right.text(
@@ -426,7 +492,7 @@ def plot_degrees(
         user_out_degree=tuple((int(d), int(counts[d])) for d in present),
         product_in_degree=tuple(int(v) for v in recommended),
         products_never_recommended=never, user_log_y=user_log, product_log=product_log,
-        annotation=annotation,
+        annotation=annotation, users_without_recommendation=lonely,
     )
 
 
@@ -444,7 +510,7 @@ def plot_top_products(
     ax = fig.add_subplot()
     y = np.arange(len(labels))
     bars = ax.barh(y, values, color=PRODUCT_COLOUR, edgecolor="black", linewidth=0.5)
-    ax.set_yticks(y, labels=[_short(label, 24) for label in labels], fontsize=11)
+    ax.set_yticks(y, labels=[_literal(_short(label, 24)) for label in labels], fontsize=11)
     ax.invert_yaxis()
     ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=10)
     ax.set_xlabel("users the product is recommended to (in-degree)")
@@ -465,17 +531,13 @@ def plot_quality(
     current_run: str | None = None,
     options: PlotOptions = DEFAULT_OPTIONS,
 ) -> QualityDrawing:
-    """Model vs baseline for every run over time; rejected runs as red crosses."""
+    """Model vs baseline for every run by its number (the manifest's sequence: runs are evenly
+    spaced in events, not in time); rejected runs as red crosses."""
     history = history.reset_index(drop=True)
-    use_time = bool(len(history)) and history["created_at"].notna().all()
-    if use_time:
-        x = pd.DatetimeIndex(history["created_at"]).tz_convert(None).to_numpy()
-        x_axis = "created_at"
-    else:
-        seq = history["sequence"].to_numpy(dtype=float)
-        fallback = np.arange(1, len(history) + 1, dtype=float)
-        x = np.where(np.isnan(seq), fallback, seq)
-        x_axis = "sequence"
+    seq = history["sequence"].to_numpy(dtype=float)
+    fallback = np.arange(1, len(history) + 1, dtype=float)
+    x = np.where(np.isnan(seq), fallback, seq)
+    x_axis = "sequence"
     published = (history["status"] == PUBLISHED).to_numpy()
     rejected = (history["status"] == REJECTED).to_numpy()
     ks = history["k"].dropna()
@@ -506,16 +568,10 @@ def plot_quality(
         ax.set_title(METRIC_TITLES[name].format(k=k), fontsize=12)
         ax.margins(y=0.15)
         ax.grid(True, alpha=0.3)
-        if use_time:
-            locator = mdates.AutoDateLocator(maxticks=6)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        else:
-            ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.set_xlabel("training run (sequence)")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
+        ax.set_xlabel("training run (number)")
         if len(history) == 1:  # one run: give the lone point some room
-            pad = np.timedelta64(30, "m") if use_time else 1.0
-            ax.set_xlim(x[0] - pad, x[0] + pad)
+            ax.set_xlim(x[0] - 1.0, x[0] + 1.0)
     handles, names = axes[1].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=11)
     n_pub, n_rej = int(published.sum()), int(rejected.sum())

@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from recsys_contract.runs import (
     METRICS,
     Metrics,
 )
+from visualize.ids import visible_id
 from visualize.loading import (
     RECOMMENDATIONS,
     Run,
@@ -40,6 +41,7 @@ from visualize.loading import (
 from visualize.plots import (
     DEFAULT_OPTIONS,
     METRIC_TITLES,
+    NO_RECOMMENDATION,
     DegreeDrawing,
     GraphDrawing,
     PlotOptions,
@@ -50,6 +52,7 @@ from visualize.plots import (
     plot_quality,
     plot_top_products,
 )
+from visualize.quarantine import TOTAL, counts_by_run, quarantine_counts
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,9 @@ class Rendered:
     top_products: TopProductsDrawing
     quality: QualityDrawing
     seconds: dict[str, float]
+    # quarantined records by reason code (columns, then total), one row per run (see
+    # visualize.quarantine.counts_by_run)
+    quarantine: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def default_out_dir(results: Path, run_id: str) -> Path:
@@ -93,6 +99,7 @@ def render_run(
     started = time.perf_counter()
     loaded = load_run(resolve_run(results, run))
     history = load_history(results)
+    quarantine = counts_by_run(quarantine_counts(results), history)
     seconds["read"] = time.perf_counter() - started
     default = out is None
     out_dir = Path(out) if out is not None else default_out_dir(results, loaded.run_id)
@@ -114,7 +121,7 @@ def render_run(
                     current_run=loaded.run_id, options=options)
     begin = time.perf_counter()
     index = out_dir / INDEX
-    page = build_html(loaded, out_dir, graph, degrees, top, quality)
+    page = build_html(loaded, out_dir, graph, degrees, top, quality, quarantine)
     tmp = out_dir / f".{INDEX}.tmp"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, index)  # the page appears whole, after its images
@@ -124,7 +131,8 @@ def render_run(
     seconds["total"] = time.perf_counter() - started
     logger.info("report of run %s written to %s in %.2f s", loaded.run_id, index,
                 seconds["total"])
-    return Rendered(loaded.run_id, out_dir, index, graph, degrees, top, quality, seconds)
+    return Rendered(loaded.run_id, out_dir, index, graph, degrees, top, quality, seconds,
+                    quarantine)
 
 
 def _point_reports_latest(results: Path, run_id: str) -> None:
@@ -157,6 +165,7 @@ figure img { max-width: 100%; height: auto; border: 1px solid #e3e6ea; }
 img[alt="recommendation graph"] { max-width: min(100%, 960px); }
 figcaption { color: #5a6270; font-size: .9rem; }
 .up { color: #2e7d32; } .down { color: #c0392b; }
+.id { white-space: pre; }
 footer { margin-top: 2rem; color: #8a909a; font-size: .8rem; }
 """
 
@@ -164,6 +173,12 @@ footer { margin-top: 2rem; color: #8a909a; font-size: .8rem; }
 def _e(value: object) -> str:
     """HTML-escaped text of a value."""
     return html.escape(str(value), quote=True)
+
+
+def _id(value: str) -> str:
+    """An id for the page: invisible characters shown as escapes (visualize.ids), markup
+    escaped, isolated from the text around it (a right-to-left id cannot reorder the page)."""
+    return f'<bdi class="id">{_e(visible_id(value))}</bdi>'
 
 
 def _fmt(value: object, digits: int = 4) -> str:
@@ -254,6 +269,32 @@ def _files_table(run: Run, out_dir: Path) -> str:
     return _table(rows, ("file", "kind", "size"), numeric_from=2)
 
 
+def _no_recommendation_note(users: int, parameters: Mapping[str, Any]) -> str:
+    """Why some users have out-degree 0, or nothing when every user got recommendations."""
+    if not users:
+        return ""
+    recommend = parameters.get("recommend")
+    excluded = isinstance(recommend, Mapping) and recommend.get("exclude_purchased") is True
+    why = (NO_RECOMMENDATION.partition(": ")[2] + " (recommend.exclude_purchased leaves out what "
+           "a user bought)") if excluded else "the model scored no product for them"
+    return (f'<p class="sub" id="no-recommendation">{users:,} users got no recommendation '
+            f"(out-degree 0, in the centre of the graph when it is drawn whole): {_e(why)}. "
+            "Users the model does not know are served the popular list (popular.csv).</p>")
+
+
+def _quarantine_section(table: pd.DataFrame | None) -> str:
+    """Quarantined records by reason code, per run (rows) — see visualize.quarantine."""
+    if table is None or table.empty or int(table[TOTAL].sum()) == 0:
+        return '<p class="sub">No record was quarantined.</p>'
+    codes = [c for c in table.columns if c != TOTAL]
+    rows = [(_e(label), *(_fmt(int(v)) for v in row)) for label, row in
+            zip(table.index, table[[*codes, TOTAL]].to_numpy().tolist(), strict=True)]
+    note = ('<p class="sub">Records the streaming job quarantined (results/quarantine/, one '
+            "row per bad record with its raw bytes, readable with any Parquet reader), counted "
+            "in the micro-batches up to each run's start, after the run before it.</p>")
+    return note + _table(rows, ("quarantined", *codes, TOTAL))
+
+
 def build_html(
     run: Run,
     out_dir: Path,
@@ -261,6 +302,7 @@ def build_html(
     degrees: DegreeDrawing,
     top: TopProductsDrawing,
     quality: QualityDrawing,
+    quarantine: pd.DataFrame | None = None,
 ) -> str:
     """The report page of one run: pictures, metrics, manifest and links to the data."""
     m, man = run.metrics, run.manifest
@@ -270,8 +312,8 @@ def build_html(
     graph_figures = asdict(m.graph) if m.graph is not None else {}
     popular = run.popular.sort_values("rank").head(len(top.labels) or 10)
     top_rows = [
-        (str(i + 1), _e(label), _fmt(value),
-         _e(popular["product_id"].iloc[i]) if i < len(popular) else "–")
+        (str(i + 1), _id(label), _fmt(value),
+         _id(popular["product_id"].iloc[i]) if i < len(popular) else "–")
         for i, (label, value) in enumerate(zip(top.labels, top.values, strict=True))
     ]
     sections = [
@@ -292,7 +334,9 @@ def build_html(
         '<h2 id="quality">Quality over runs</h2>',
         _figure(QUALITY_PNG, "quality over runs",
                 f"{len(quality.run_ids)} runs ({quality.statuses.count('rejected')} rejected), "
-                f"x axis: {quality.x_axis}", quality.size_px),
+                "by training run number (the manifest's sequence)", quality.size_px),
+        '<h2 id="quarantine">Quarantined records by reason</h2>',
+        _quarantine_section(quarantine),
         '<h2 id="graph">Recommendation graph</h2>',
         _figure(GRAPH_PNG, "recommendation graph", graph.title + ": " + (
             f"sample of {graph.products_drawn:,} of {graph.total_products:,} products and "
@@ -304,6 +348,7 @@ def build_html(
         '<h2 id="degrees">Degree distribution</h2>',
         _figure(DEGREES_PNG, "degree distribution", degrees.annotation.replace("\n", "; "),
                 degrees.size_px),
+        _no_recommendation_note(degrees.users_without_recommendation, man.parameters),
         '<h2 id="top">Top recommended products</h2>',
         '<div class="grid">',
         _figure(TOP_PNG, "top recommended products",

@@ -57,6 +57,7 @@ class BatchSettings:
     """Plain values the handler needs (taken from the config by the entrypoint)."""
 
     max_message_bytes: int
+    quarantine_max_bytes: int
     max_quantity: int
     max_future_seconds: int
     min_timestamp: datetime
@@ -148,7 +149,8 @@ class BatchProcessor:
         """Validate and stage the batch in one pass, then number and publish its splits."""
         s = self.settings
         started = time.monotonic()
-        stage_batch(staged_rows(self._classifier(batch_df)), s.events_dir, batch_id)
+        stage_batch(staged_rows(self._classifier(batch_df), s.quarantine_max_bytes),
+                    s.events_dir, batch_id)
         staged = time.monotonic()
         counted, quarantined = staged_counts(s.events_dir, batch_id)
         publish_batch(s.events_dir, s.quarantine_dir, batch_id,

@@ -82,11 +82,13 @@ def check_store_layout(root: Path) -> None:
         )
 
 
-def staged_rows(classified: DataFrame) -> DataFrame:
+def staged_rows(classified: DataFrame, raw_max_bytes: int) -> DataFrame:
     """Every record of a classified batch as it is staged: the event's fields, the raw value
     and reason of a bad one, the position of a valid one among its split's valid ones, and
     the two folder columns (status, input split).
 
+    A bad record's raw value is kept as bytes, exactly as it came, up to `raw_max_bytes`
+    (stream.quarantine_max_bytes), with its whole length and whether it was cut.
     The position comes from a per-task counter that advances only on the rows `when` selects,
     so it must be computed where the rows were read: no shuffle before this.
     """
@@ -94,10 +96,15 @@ def staged_rows(classified: DataFrame) -> DataFrame:
     position = F.monotonically_increasing_id() - (
         F.spark_partition_id().cast("long") * F.lit(1 << _PARTITION_SHIFT)
     )
+    raw = F.col("value").cast("binary")
+    size = F.octet_length(raw).cast("long")
     return classified.select(
         *[F.col(field.name).cast(field.dataType) for field in S.EVENT_SCHEMA.fields],
         F.when(valid, position).alias(S.SPLIT_POSITION),
-        F.when(~valid, F.col("value")).alias(S.RAW_VALUE),
+        F.when(~valid, F.substring(raw, 1, raw_max_bytes)).alias(S.RAW_VALUE),
+        F.when(~valid, size).alias(S.RAW_VALUE_BYTES),
+        F.when(~valid, F.coalesce(size > raw_max_bytes, F.lit(False)))
+        .alias(S.RAW_VALUE_TRUNCATED),
         F.col(S.REASON),
         F.when(valid, F.lit(VALID)).otherwise(F.lit(QUARANTINED)).alias(S.STATUS),
         F.spark_partition_id().alias(S.INPUT_SPLIT),

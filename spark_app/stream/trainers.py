@@ -37,6 +37,7 @@ def als_trainer(cfg: AppConfig) -> Trainer:
                 "new_since_last_run": record.cut - previous,
             },
             kafka_offsets=ledger.offsets,
+            last_batch_id=ledger.last_batch_id,
         )
         return outcome.run_id, outcome.accepted
 

@@ -137,9 +137,11 @@ def _reason(
         (~_type(S.TIMESTAMP).isin(_STRING, _INTEGER),
          F.lit(Reason.of(Reason.WRONG_TYPE, S.TIMESTAMP))),
     ]
+    # The parser names the first blank id (empty, or only the contract's BLANK_CHARACTERS) in
+    # this order; an absent or null event_id gets a default one, a blank one is no id.
     checks += [
-        (F.trim(_p(name)) == "", F.lit(Reason.of(Reason.EMPTY_ID, name)))
-        for name in (S.USER_ID, S.PRODUCT_ID)
+        (_p("blank_id") == name, F.lit(Reason.of(Reason.EMPTY_ID, name)))
+        for name in (S.USER_ID, S.PRODUCT_ID, S.EVENT_ID)
     ]
     checks += [
         (quantity.isNull(), F.lit(Reason.QUANTITY_TOO_LARGE)),  # an integer beyond 64 bits
@@ -148,7 +150,9 @@ def _reason(
         (event_time.isNull(), F.lit(Reason.TIMESTAMP_UNPARSEABLE)),
         (event_time < F.lit(min_timestamp).cast("timestamp"), F.lit(Reason.TIMESTAMP_TOO_OLD)),
         (event_time > latest_allowed, F.lit(Reason.TIMESTAMP_IN_FUTURE)),
-        (~_absent(S.PRICE) & (~_is_number(S.PRICE) | (price < 0) | F.isnan(price)),
+        # 1e400 or a 400-digit integer reads as +Infinity: no price either
+        (~_absent(S.PRICE) & (~_is_number(S.PRICE) | (price < 0) | F.isnan(price)
+                              | (price == float("inf"))),
          F.lit(Reason.PRICE_INVALID)),
     ]
     reason = F.lit(None).cast("string")
@@ -183,8 +187,9 @@ class Classifier:
     ) -> None:
         data = F.col("value").cast("binary")
         # Oversized values are not parsed at all: a huge message must not cost a huge parse.
+        # `value` stays bytes: the quarantine keeps a bad record's bytes exactly as they came.
         self._parse = [
-            F.col("value").cast("string").alias("value"),
+            data.alias("value"),
             F.when(
                 F.coalesce(F.octet_length(data), F.lit(0)) <= max_message_bytes,
                 F.call_function(SALE_FIELDS_FUNCTION, data),

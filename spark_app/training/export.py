@@ -40,6 +40,17 @@ log = logging.getLogger(__name__)
 # Up to this many rows a CSV is one file (one task writes it); above, a folder of part files
 # each with the header, as docs/run-format.md allows.
 SINGLE_CSV_MAX_ROWS = 5_000_000
+# RFC 4180, so that any id the validator accepts comes back the same from pandas or Python's
+# csv module (docs/run-format.md): a `"` inside a field is doubled (Spark's default escapes it
+# with a backslash, which neither reads), and a field holding `"`, the comma, CR or LF is
+# quoted (Spark does that by itself). Spark also trims the spaces around every text by
+# default: an id " u1 " would be written as u1, no longer the id of the events.
+CSV_OPTIONS: dict[str, str] = {
+    "quote": '"',
+    "escape": '"',
+    "ignoreLeadingWhiteSpace": "false",
+    "ignoreTrailingWhiteSpace": "false",
+}
 
 
 def tmp_dir(results: Path, run_id: str) -> Path:
@@ -93,9 +104,7 @@ def write_csv(df: DataFrame, path: Path, rows: int | None = None) -> None:
     partition order behind one header line: the file coalesce(1) would write, without making
     one task format every row.
     """
-    # Spark's CSV writer trims the spaces around every text by default: an id " u1 " would be
-    # written as u1, no longer the id of the events.
-    writer = df.write.options(ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False)
+    writer = df.write.options(**CSV_OPTIONS)
     if rows is not None and rows > SINGLE_CSV_MAX_ROWS:
         writer.option("header", True).csv(str(path))
         return
@@ -167,6 +176,11 @@ class RunDraft:
     def save_model(self, model: ALSModel) -> None:
         """Start saving the ALS model under model/."""
         self._writes.append(self._pool.submit(save_model, model, self.path / MODEL_DIR))
+
+    def write_parquet(self, name: str, df: DataFrame) -> None:
+        """Start writing `df` as the run's Parquet folder `name` (a relative path; Spark's
+        _SUCCESS marker last)."""
+        self._writes.append(self._pool.submit(df.write.parquet, str(self.path / name)))
 
     def _wait(self) -> None:
         try:

@@ -7,10 +7,11 @@ output schema:
 
 - `graphframes`: GraphFrame.inDegrees / outDegrees / pageRank (needs GraphFrames' JVM jar);
   its PageRank is rescaled to sum to 1.
-- `dataframe`: plain DataFrame operations, one pass over the edges. PageRank as networkx.pagerank
-  defines it (the mass of dangling vertices, those without out-edges, spread evenly over all
-  vertices), exactly, by its closed form for a graph whose edges all go from users to products
-  (see pagerank_dataframe); `iterations` applies to the graphframes engine only.
+- `dataframe`: plain DataFrame operations on the integer ids, one pass over the
+  recommendations. PageRank as networkx.pagerank defines it (the mass of dangling vertices,
+  those without out-edges, spread evenly over all vertices), exactly, by its closed form for a
+  graph whose edges all go from users to products (see with_pagerank and docs/training.md,
+  "Graph"); `iterations` applies to the graphframes engine only.
 
 Concentration: the share of edges that point at the top 1% of the catalog's products (at least
 one product), and the Gini coefficient of product in-degree over the whole catalog (products
@@ -20,6 +21,7 @@ never recommended count as 0).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -34,6 +36,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from recsys_contract.runs import IN_DEGREE, OUT_DEGREE, PAGERANK, GraphFigures
 from spark_app.schema import (
     EDGE_DST,
     EDGE_SRC,
@@ -53,9 +56,6 @@ from spark_app.schema import (
 )
 from spark_app.training.prepare import require_columns
 
-IN_DEGREE = "in_degree"
-OUT_DEGREE = "out_degree"
-PAGERANK = "pagerank"
 ENGINES = ("auto", "graphframes", "dataframe")
 TOP_SHARE_FRACTION = 0.01  # "top 1% of products" in the concentration figure
 _INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / outdeg(u)
@@ -65,6 +65,9 @@ _INFLOW = "_inflow"  # PageRank: sum over a product's in-edges u -> p of 1 / out
 # 2^-32 (an error below 1.2e-10); a product overflows a long beyond 2^31 in-edges.
 _INFLOW_SCALE = float(2**32)
 _SOURCE = "_source"  # degree_counts(): the vertex has out-edges
+# A product's self-information, -log2(share of users who bought it): novelty averages it over
+# the recommendations (degree_counts sums it weighted by in-degree).
+SELF_INFORMATION = "_self_information"
 
 VERTEX_SCHEMA = StructType(
     [
@@ -100,12 +103,12 @@ def _conform(df: DataFrame, schema: StructType) -> DataFrame:
 
 
 def user_vertex_col(raw: str) -> F.Column:
-    """Column form of spark_app.schema.user_vertex_id."""
+    """`u:<raw>`: a user's vertex id, never equal to a product's whatever the raw ids."""
     return F.concat(F.lit(USER_VERTEX_PREFIX), F.col(raw).cast("string"))
 
 
 def product_vertex_col(raw: str) -> F.Column:
-    """Column form of spark_app.schema.product_vertex_id."""
+    """`p:<raw>`: a product's vertex id, never equal to a user's whatever the raw ids."""
     return F.concat(F.lit(PRODUCT_VERTEX_PREFIX), F.col(raw).cast("string"))
 
 
@@ -152,83 +155,11 @@ def build_edges(recs: DataFrame) -> DataFrame:
     )
 
 
-def degrees(vertices: DataFrame, edges: DataFrame) -> DataFrame:
-    """(id, in_degree, out_degree) of every vertex; 0 where it has no edge."""
-    ins = edges.groupBy(F.col(EDGE_DST).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(IN_DEGREE))
-    outs = edges.groupBy(F.col(EDGE_SRC).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
-    return (
-        vertices.select(VERTEX_ID)
-        .join(ins, VERTEX_ID, "left")
-        .join(outs, VERTEX_ID, "left")
-        .select(
-            VERTEX_ID,
-            F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
-            F.coalesce(F.col(OUT_DEGREE), F.lit(0)).cast(LongType()).alias(OUT_DEGREE),
-        )
-    )
-
-
 def inflow_sum(out_degree: Column) -> Column:
     """Aggregate: the sum of 1 / out_degree over a group's rows, the same whatever their order
     (see _INFLOW_SCALE)."""
     scaled = F.round(F.lit(_INFLOW_SCALE) / out_degree).cast(LongType())
     return F.sum(scaled) / F.lit(_INFLOW_SCALE)
-
-
-def pagerank_dataframe(
-    vertices: DataFrame, edges: DataFrame, reset_probability: float
-) -> DataFrame:
-    """(id, pagerank) of a two-layer graph, exactly; ranks sum to 1.
-
-    Valid when no vertex has both in- and out-edges, as in the recommendation graph (edges go
-    from users, which have no in-edges, to products, which have no out-edges). PageRank as
-    networkx.pagerank defines it (mass of vertices without out-edges spread evenly) then has a
-    closed form, with d = 1 - reset, N vertices and S sources (vertices with out-edges):
-    every vertex without in-edges has rank c = 1 / (N + d * S), and a vertex v with in-edges
-    c * (1 + d * sum over its in-edges u -> v of 1 / outdeg(u)). One aggregation, no iterations.
-    Derivation: docs/training.md, "Graph".
-    """
-    return _with_figures(vertices, edges, reset_probability).select(VERTEX_ID, PAGERANK)
-
-
-def graph_dataframe(vertices: DataFrame, edges: DataFrame, reset_probability: float) -> DataFrame:
-    """Vertices with in/out degree and PageRank (see pagerank_dataframe), by plain DataFrame
-    operations: one pass over the edges, no iterations."""
-    return _conform(_with_figures(vertices, edges, reset_probability), GRAPH_VERTEX_SCHEMA)
-
-
-def _with_figures(vertices: DataFrame, edges: DataFrame, reset_probability: float) -> DataFrame:
-    """`vertices` plus in_degree, out_degree and the closed-form PageRank."""
-    require_columns(vertices, (VERTEX_ID,), "graph_dataframe vertices")
-    require_columns(edges, (EDGE_SRC, EDGE_DST), "graph_dataframe edges")
-    d = 1.0 - reset_probability
-    outs = edges.groupBy(F.col(EDGE_SRC).alias(VERTEX_ID)).agg(F.count(F.lit(1)).alias(OUT_DEGREE))
-    ins = (
-        edges.select(EDGE_SRC, EDGE_DST)
-        .join(outs.withColumnRenamed(VERTEX_ID, EDGE_SRC), EDGE_SRC)
-        .groupBy(F.col(EDGE_DST).alias(VERTEX_ID))
-        .agg(
-            F.count(F.lit(1)).alias(IN_DEGREE),
-            inflow_sum(F.col(OUT_DEGREE)).alias(_INFLOW),
-        )
-    )
-    totals = vertices.agg(F.count(F.lit(1)).alias("_n")).crossJoin(
-        outs.agg(F.count(F.lit(1)).alias("_sources"))
-    )
-    base = F.lit(1.0) / (F.col("_n") + F.lit(d) * F.col("_sources"))
-    return (
-        vertices.join(ins, VERTEX_ID, "left")
-        .join(outs, VERTEX_ID, "left")
-        .crossJoin(F.broadcast(totals))
-        .select(
-            *vertices.columns,
-            F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
-            F.coalesce(F.col(OUT_DEGREE), F.lit(0)).cast(LongType()).alias(OUT_DEGREE),
-            (base * (F.lit(1.0) + F.lit(d) * F.coalesce(F.col(_INFLOW), F.lit(0.0)))).alias(
-                PAGERANK
-            ),
-        )
-    )
 
 
 def degree_table(
@@ -242,10 +173,11 @@ def degree_table(
     u -> v of 1 / outdeg(u) that PageRank needs (`_inflow`), from integer ids, without building
     the string vertex and edge tables first; with_pagerank() completes it.
 
-    users: (user_idx) and products: (product_idx) of the training set, each once; recs: the
-    recommendations (user_idx, product_idx); the id maps give the raw ids. Degrees are computed
-    on the integer ids (two small group-bys over the recommendations), then the id maps are
-    joined once per vertex for the `u:`/`p:` ids and labels.
+    users: (user_idx) and products: (product_idx, optionally SELF_INFORMATION) of the training
+    set, each once; recs: the recommendations (user_idx, product_idx); the id maps give the
+    raw ids. Degrees are computed on the integer ids (two small group-bys over the
+    recommendations), then the id maps are joined once per vertex for the `u:`/`p:` ids and
+    labels.
     """
     require_columns(users, (USER_IDX,), "degree_table users")
     require_columns(products, (PRODUCT_IDX,), "degree_table products")
@@ -274,8 +206,7 @@ def degree_table(
         )
     )
     product_v = (
-        products.select(PRODUCT_IDX)
-        .join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX)
+        products.join(product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_IDX)
         .join(ins, PRODUCT_IDX, "left")
         .select(
             product_vertex_col(PRODUCT_ID).alias(VERTEX_ID),
@@ -284,9 +215,18 @@ def degree_table(
             F.coalesce(F.col(IN_DEGREE), F.lit(0)).cast(LongType()).alias(IN_DEGREE),
             F.lit(0).cast(LongType()).alias(OUT_DEGREE),
             F.col(_INFLOW),
+            _self_information(products),
         )
     )
-    return user_v.unionByName(product_v)
+    return user_v.withColumn(SELF_INFORMATION, F.lit(None).cast(DoubleType())).unionByName(
+        product_v)
+
+
+def _self_information(products: DataFrame) -> Column:
+    """products' SELF_INFORMATION column if they carry it, else null."""
+    if SELF_INFORMATION in products.columns:
+        return F.col(SELF_INFORMATION)
+    return F.lit(None).cast(DoubleType()).alias(SELF_INFORMATION)
 
 
 @dataclass(frozen=True)
@@ -297,6 +237,7 @@ class GraphCounts:
     products: int
     sources: int  # vertices with out-edges: the users with recommendations
     histogram: list[tuple[int, int]]  # (in-degree, number of products), ascending
+    information: float = 0.0  # sum over the edges of their product's SELF_INFORMATION
 
 
 def degree_counts(table: DataFrame) -> GraphCounts:
@@ -308,7 +249,8 @@ def degree_counts(table: DataFrame) -> GraphCounts:
     require_columns(table, (VERTEX_TYPE, IN_DEGREE, OUT_DEGREE), "degree_counts")
     rows = (
         table.groupBy(VERTEX_TYPE, IN_DEGREE, (F.col(OUT_DEGREE) > 0).alias(_SOURCE))
-        .agg(F.count(F.lit(1)).alias("_vertices"))
+        .agg(F.count(F.lit(1)).alias("_vertices"),
+             F.sum(F.col(IN_DEGREE) * F.col(SELF_INFORMATION)).alias("_information"))
         .collect()
     )
     users = sum(r["_vertices"] for r in rows if r[VERTEX_TYPE] == USER_TYPE)
@@ -321,12 +263,16 @@ def degree_counts(table: DataFrame) -> GraphCounts:
         products=sum(products.values()),
         sources=int(sum(r["_vertices"] for r in rows if r[_SOURCE])),
         histogram=sorted(products.items()),
+        information=sum(r["_information"] or 0.0 for r in rows),
     )
 
 
 def with_pagerank(table: DataFrame, counts: GraphCounts, reset_probability: float) -> DataFrame:
-    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from a degree_table() and its counts: the
-    closed-form PageRank of pagerank_dataframe, its constants computed once, as literals."""
+    """Every vertex with its degrees and PageRank (GRAPH_VERTEX_SCHEMA) from a degree_table()
+    and its counts. With d = 1 - reset, N vertices and S sources (vertices with out-edges),
+    every vertex without in-edges has rank c = 1 / (N + d * S), and a vertex v with in-edges
+    c * (1 + d * sum over its in-edges u -> v of 1 / outdeg(u)): valid because no vertex has
+    both in- and out-edges. The constants are computed once, as literals."""
     d = 1.0 - reset_probability
     base = 1.0 / (counts.users + counts.products + d * counts.sources)
     inflow = F.coalesce(F.col(_INFLOW), F.lit(0.0))
@@ -343,13 +289,14 @@ def graph_by_index(
     user_map: DataFrame,
     product_map: DataFrame,
     reset_probability: float,
-) -> DataFrame:
-    """graph_dataframe's table (GRAPH_VERTEX_SCHEMA) from integer ids (see degree_table): the
-    same figures as graph_dataframe(build_vertices(...), build_edges(...)). Runs one Spark job
-    for the counts; the pipeline calls the three steps itself, caching the degree table once.
-    """
-    table = degree_table(users, products, recs, user_map, product_map)
-    return with_pagerank(table, degree_counts(table), reset_probability)
+    cache: Callable[[DataFrame], DataFrame] = lambda df: df,
+) -> tuple[DataFrame, GraphCounts]:
+    """The `dataframe` engine: every vertex with its figures (GRAPH_VERTEX_SCHEMA) from integer
+    ids, and the counts. One Spark job counts what the PageRank and the concentration figures
+    need, from the degree table (`cache` keeps it for the vertices' export)."""
+    table = cache(degree_table(users, products, recs, user_map, product_map))
+    counts = degree_counts(table)
+    return with_pagerank(table, counts, reset_probability), counts
 
 
 def graph_graphframes(
@@ -433,6 +380,53 @@ def concentration_of(histogram: list[tuple[int, int]]) -> dict[str, float | int 
     }
 
 
-def concentration(graph: DataFrame) -> dict[str, float | int | None]:
-    """Edge share of the top 1% of products and Gini of product in-degree (whole catalog)."""
-    return concentration_of(in_degree_histogram(graph))
+@dataclass(frozen=True)
+class RecommendationGraph:
+    """The graph stage's result: every vertex with its figures (GRAPH_VERTEX_SCHEMA), the
+    products' in-degree histogram, and the engine that computed them."""
+
+    vertices: DataFrame
+    histogram: list[tuple[int, int]]
+    engine: str
+    novelty: float | None  # mean self-information of the recommended products
+
+    def figures(self, users: int, products: int) -> GraphFigures:
+        """metrics.json's graph section."""
+        edges = sum(degree * count for degree, count in self.histogram)
+        return GraphFigures(vertices=users + products, edges=edges, users=users,
+                            products=products, **concentration_of(self.histogram))
+
+
+def build_graph(
+    engine: str,
+    *,
+    users: DataFrame,
+    products: DataFrame,
+    recs: DataFrame,
+    named_edges: DataFrame,
+    user_map: DataFrame,
+    product_map: DataFrame,
+    iterations: int,
+    reset_probability: float,
+    cache: Callable[[DataFrame], DataFrame],
+) -> RecommendationGraph:
+    """The recommendation graph of `recs` (user_idx, product_idx) over the training set's
+    `users` (user_idx) and `products` (product_idx, SELF_INFORMATION), by `engine`
+    (choose_engine); `cache`
+    keeps a table that two jobs read (the caller unpersists it)."""
+    if engine == "dataframe":
+        vertices, counts = graph_by_index(users, products, recs, user_map, product_map,
+                                          reset_probability, cache)
+        edges = sum(degree * count for degree, count in counts.histogram)
+        novelty = counts.information / edges if edges else None
+        return RecommendationGraph(vertices, counts.histogram, engine, novelty)
+    vertices = vertex_table(users, products.select(PRODUCT_IDX), user_map, product_map)
+    graph = cache(graph_graphframes(vertices, named_edges, iterations=iterations,
+                                    reset_probability=reset_probability))
+    novelty = recs.join(products, PRODUCT_IDX).agg(F.avg(SELF_INFORMATION)).first()[0]
+    return RecommendationGraph(graph, in_degree_histogram(graph), engine, novelty)
+
+
+def self_information(buyers: Column, users: int) -> Column:
+    """-log2 of the share of the `users` who bought a product (its `buyers`)."""
+    return (-F.log2(buyers / F.lit(max(users, 1)))).alias(SELF_INFORMATION)

@@ -1,5 +1,6 @@
-"""One training run: prepare -> split -> fit -> evaluate -> accept/reject -> recommend -> graph
--> export. The thin orchestrator: it reads the config sections and calls pure functions.
+"""One training run: prepare -> split -> fit -> score -> evaluate -> accept or reject ->
+recommend -> graph -> export. `run_training` only wires the stages; each stage is a function of
+plain values (settings.py turns the config into them once) returning a small typed result.
 
 The streaming job calls run_training() when its threshold is reached.
 """
@@ -7,84 +8,49 @@ The streaming job calls run_training() when its threshold is reached.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from recsys_contract.config import AppConfig
 from recsys_contract.runs import (
-    CREATED_AT_FORMAT,
     EDGES_CSV,
     POPULAR_CSV,
     VERTICES_CSV,
-    EventCounts,
-    GraphFigures,
-    KafkaSpan,
-    Manifest,
     Metrics,
+    Selection,
     make_run_id,
 )
-from spark_app.schema import (
-    PRODUCT_ID,
-    PRODUCT_IDX,
-    PURCHASES,
-    RANK,
-    SCORE,
-    USER_ID,
-    USER_IDX,
-)
+from spark_app.schema import PRODUCT_IDX, USER_IDX
 from spark_app.session import graphframes_jar_loaded
 from spark_app.training.als import build_als, fit_als, resolve_blocks
-from spark_app.training.evaluate import (
-    decide,
-    evaluate_split,
-    evaluation_of,
-    held_label,
-    recommendations_of,
-    score_user_lists,
-)
+from spark_app.training.documents import manifest_of, metrics_of, with_graph
+from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
-from spark_app.training.graph import (
-    build_edges,
-    choose_engine,
-    concentration_of,
-    degree_counts,
-    degree_table,
-    graph_graphframes,
-    in_degree_histogram,
-    vertex_table,
-    with_pagerank,
-)
-from spark_app.training.prepare import (
-    attach_indices,
-    pairs_by_user,
-    update_id_maps,
-)
-from spark_app.training.recommend import (
-    QUANTITY_TOTAL,
-    USERS_PER_CHUNK,
-    bought_lists,
-    product_sides,
-    rank_popular,
-    recommend_for_users,
-    training_side,
+from spark_app.training.factors import write_factors
+from spark_app.training.graph import build_edges, build_graph, choose_engine, self_information
+from spark_app.training.prepare import prepare
+from spark_app.training.recommend import named_recommendations, published_popular
+from spark_app.training.scoring import (
+    Evaluation,
+    evaluation_of,
+    item_vectors,
+    recommendations_of,
+    score_users,
+    scoring_chunks,
     user_vectors,
 )
-from spark_app.training.split import (
-    HELD_OUT,
-    flag_held_out,
-    side_lists,
-    side_sizes,
-    split_flagged,
-)
+from spark_app.training.selection import TUNED, load_choice, save_choice, select
+from spark_app.training.settings import AlsSettings, RunSettings
+from spark_app.training.split import BUYERS, Split, split_stage
 
 log = logging.getLogger(__name__)
 
@@ -102,15 +68,174 @@ class TrainingOutcome:
     metrics: Metrics
 
 
-@contextmanager
-def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-    log.info("training stage %s: start", name)
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(time.perf_counter() - started, 3)
-        log.info("training stage %s: done in %.2f s", name, timings[name])
+def run_training(
+    spark: SparkSession,
+    events: DataFrame,
+    cfg: AppConfig,
+    *,
+    sequence: int,
+    event_counts: dict[str, int],
+    kafka_offsets: dict[str, list[int]] | None = None,
+    last_batch_id: int | None = None,
+) -> TrainingOutcome:
+    """Train, evaluate against the popularity baseline, and publish or reject one run."""
+    s = RunSettings.from_config(cfg)
+    clock, created = StageClock(), datetime.now(UTC)
+    run_id = make_run_id(sequence, created)
+    log.info("training run %s on %s events", run_id, event_counts.get("training_set"))
+    clean_stale_tmp(s.results)
+    with CacheScope() as keep:
+        warming = warm_python_workers_in_background(spark)
+        with clock("prepare"):
+            prepared = prepare(spark, events, s.state / ID_MAP_DIR)
+        with clock("split"):
+            split = split_stage(prepared.pairs, s.split, keep)
+        with clock("select"):
+            als, selection = choose_als(split.train, s, sequence, run_id, spark, keep)
+        with clock("fit"):
+            model = fit(split.train, als, spark)
+        with clock("evaluate"):
+            warming.exception()  # waits for it (a failure was logged)
+            scored = keep(score(model, split, s, top_n=0 if s.refit else s.top_n, spark=spark))
+            evaluation = evaluation_of(scored, split.sizes.products)
+            diversity = evaluation.intra_list_diversity
+        evaluation, accepted, reason = judge(evaluation, split, s)
+        log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
+        metrics = metrics_of(s, evaluation, accepted, selection)
+        manifest = manifest_of(s, run_id, sequence, created, accepted, reason, event_counts,
+                               split.sizes, kafka_offsets, clock.timings, spark, als,
+                               last_batch_id)
+        if not accepted:
+            clock.timings["total"] = clock.elapsed()
+            path = export_rejected(s.results, run_id, metrics=metrics, manifest=manifest)
+            return TrainingOutcome(run_id, False, reason, path, metrics)
+        if s.refit:
+            with clock("refit"):
+                model = fit(split.pairs, als, spark)
+                scored = keep(score(model, split, s, top_n=s.top_n, spark=spark))
+                diversity = evaluation_of(scored, split.sizes.products).intra_list_diversity
+        with RunDraft(s.results, run_id) as draft:
+            draft.save_model(model)
+            write_factors(draft, model, *prepared.maps, split.pairs)  # for the API server
+            with clock("recommend"):
+                recs = recommendations_of(scored)
+                edges = build_edges(named_recommendations(recs, *prepared.maps))
+                draft.write_csv(EDGES_CSV, edges, split.sizes.users * s.top_n)
+                draft.write_csv(POPULAR_CSV, published_popular(
+                    split.sides, prepared.maps[1], s.popular_n), s.popular_n)
+            with clock("graph"):
+                graph = build_graph(
+                    choose_engine(s.graph_engine, graphframes_jar_loaded(spark)),
+                    users=split.lists.select(USER_IDX),
+                    products=split.sides.select(
+                        PRODUCT_IDX, self_information(F.col(BUYERS), split.sizes.users)),
+                    recs=recs, named_edges=edges, user_map=prepared.maps[0],
+                    product_map=prepared.maps[1], iterations=s.pagerank_iterations,
+                    reset_probability=s.reset_probability, cache=keep)
+                draft.write_csv(VERTICES_CSV, graph.vertices,
+                                split.sizes.users + split.sizes.products)
+            metrics = with_graph(metrics, graph, split.sizes, diversity)
+            manifest = replace(manifest, graph_engine=graph.engine)
+            path = draft.publish(metrics, manifest, clock.timings, clock.started)
+    log.info("training run %s published in %.1f s", run_id, clock.timings.get("total", 0.0))
+    return TrainingOutcome(run_id, True, reason, path, metrics)
+
+
+# --- the stages that are one call ---------------------------------------------------------------
+
+
+def fit(pairs: DataFrame, als: AlsSettings, spark: SparkSession) -> ALSModel:
+    """ALS fitted on (user_idx, product_idx, rating) pairs."""
+    blocks = resolve_blocks(als.num_blocks, spark.sparkContext.defaultParallelism)
+    return fit_als(pairs, build_als(rank=als.rank, max_iter=als.max_iter, reg_param=als.reg_param,
+                                    alpha=als.alpha, implicit_prefs=als.implicit_prefs,
+                                    seed=als.seed, num_blocks=blocks))
+
+
+def choose_als(train: DataFrame, s: RunSettings, sequence: int, run_id: str,
+               spark: SparkSession, cache: CacheScope) -> tuple[AlsSettings, Selection | None]:
+    """The ALS settings this run fits: chosen by model selection when it is due, else the last
+    choice (recorded as reused), else als.* as configured."""
+    stored = load_choice(s.state)
+    if not s.selection.due(sequence, stored is not None):
+        if stored is None:
+            return s.als, None
+        reused_from, als = stored
+        metric = s.accept_metric if s.als.implicit_prefs else "rmse"
+        chosen = {name: getattr(als, name) for name in TUNED}
+        return als, Selection(metric=metric, chosen=chosen, reused_from=reused_from)
+    parallelism = spark.sparkContext.defaultParallelism
+    als, selection = select(
+        train, s.als, s.selection, k=s.k, accept_metric=s.accept_metric,
+        fit=lambda pairs, candidate: fit(pairs, candidate, spark), cache=cache,
+        num_chunks=parallelism)
+    save_choice(s.state, run_id, als)
+    log.info("selection chose %s (validation %s)", selection.chosen, selection.metric)
+    return als, selection
+
+
+def score(model: ALSModel, split: Split, s: RunSettings, *, top_n: int,
+          spark: SparkSession) -> DataFrame:
+    """The scorer's one pass (scoring.score_users) over the split's users."""
+    parallelism = spark.sparkContext.defaultParallelism
+    return score_users(user_vectors(model), item_vectors(model), split.lists,
+                       split.baseline_popular, k=s.k, top_n=top_n,
+                       exclude_purchased=s.exclude_purchased,
+                       num_chunks=scoring_chunks(split.sizes.users, parallelism))
+
+
+def judge(evaluation: Evaluation, split: Split,
+          s: RunSettings) -> tuple[Evaluation, bool, str]:
+    """The verdict: implicit mode compares the ranking metric with the popularity list's,
+    explicit mode the RMSE with the rating baseline's (whose RMSE becomes the baseline's)."""
+    if s.als.implicit_prefs:
+        return evaluation, *decide(evaluation.model, evaluation.baseline, s.accept_metric,
+                                   s.accept_margin)
+    bias = bias_baseline_rmse(split.train, split.test, s.bias_reg)
+    evaluation = replace(evaluation, baseline={**evaluation.baseline, "rmse": bias})
+    return evaluation, *decide_by_rmse(evaluation.model["rmse"], bias, s.rmse_margin)
+
+
+# --- bookkeeping ---------------------------------------------------------------------------------
+
+
+class StageClock:
+    """Times the stages (manifest.timings_seconds) and logs their start and end."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def elapsed(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        log.info("training stage %s: start", name)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - started, 3)
+            log.info("training stage %s: done in %.2f s", name, self.timings[name])
+
+
+class CacheScope:
+    """Caches the tables a run reads more than once, and unpersists them all at the end."""
+
+    def __init__(self) -> None:
+        self._cached: list[DataFrame] = []
+
+    def __call__(self, df: DataFrame) -> DataFrame:
+        self._cached.append(df.cache())
+        return df
+
+    def __enter__(self) -> CacheScope:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for df in self._cached:
+            df.unpersist()
 
 
 def _touch_numpy(batches: Iterator) -> Iterator:
@@ -128,273 +253,13 @@ def warm_python_workers(spark: SparkSession, parallelism: int) -> int:
     return len(warm.collect())
 
 
-def scoring_chunks(users: int, parallelism: int) -> int:
-    """Chunks of at most USERS_PER_CHUNK users, a multiple of the cores (one task each)."""
-    per_core = max(1, math.ceil(users / USERS_PER_CHUNK / parallelism))
-    return per_core * parallelism
+def warm_python_workers_in_background(spark: SparkSession) -> Future[int]:
+    """warm_python_workers beside the JVM-only prepare, split and fit stages; a failure is
+    logged (the scorer would then fail the same way, with its own error)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
+    warmed = pool.submit(warm_python_workers, spark, spark.sparkContext.defaultParallelism)
+    warmed.add_done_callback(lambda done: done.exception() and log.warning(
+        "starting the Python workers failed: %s", done.exception()))
+    pool.shutdown(wait=False)
+    return warmed
 
-
-def run_training(
-    spark: SparkSession,
-    events: DataFrame,
-    cfg: AppConfig,
-    *,
-    sequence: int,
-    event_counts: dict[str, int],
-    kafka_offsets: dict[str, list[int]] | None = None,
-) -> TrainingOutcome:
-    """Train, evaluate against the popularity baseline, and publish or reject one run."""
-    cycle_started = time.perf_counter()
-    timings: dict[str, float] = {}
-    results = Path(cfg.paths.results).resolve()
-    state = Path(cfg.paths.state).resolve()
-    results.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(results)
-    created = datetime.now(UTC)
-    run_id = make_run_id(sequence, created)
-    parallelism = spark.sparkContext.defaultParallelism
-    log.info("training run %s on %s events", run_id, event_counts.get("training_set"))
-    cached: list[DataFrame] = []
-
-    def keep(df: DataFrame) -> DataFrame:
-        cached.append(df.cache())
-        return df
-
-    # The first scoring of a session starts the Python workers (about 3 s); that runs
-    # meanwhile, beside the JVM-only prepare and split stages.
-    warming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-workers")
-    warmed = warming.submit(warm_python_workers, spark, parallelism)
-    warming.shutdown(wait=False)
-    try:
-        with _stage("prepare", timings):
-            # Integer ids first (see prepare.py): the maps from the events' ids, the two
-            # independent maps' small jobs side by side; the aggregation by integer pair,
-            # clustered by user, is lazy, run and cached once with the split's flag below.
-            user_map, product_map = update_id_maps(spark, events, state / ID_MAP_DIR)
-            indexed = pairs_by_user(attach_indices(events, user_map, product_map))
-
-        with _stage("split", timings):
-            # One cached table holds both sides; one job counts everything the manifest needs.
-            flagged = keep(
-                flag_held_out(
-                    indexed,
-                    cfg.evaluation.split,
-                    cfg.evaluation.test_fraction,
-                    cfg.evaluation.seed,
-                )
-            )
-            pairs = flagged.drop(HELD_OUT)
-            train, test = split_flagged(flagged)
-            # Per user: both sides' products (the scorer's input); per product: the totals of
-            # both popular lists. Both cached, filled by the job that counts everything.
-            lists = keep(side_lists(flagged, held_label(cfg.als.implicit_prefs)))
-            sides = keep(product_sides(flagged))
-            sizes = side_sizes(lists, sides)
-            n_pairs, n_users, n_products, n_train, n_test = (
-                sizes[c] for c in ("pairs", "users", "products", "train", "test")
-            )
-            log.info(
-                "%d pairs of %d users and %d products; split %s: %d train, %d test pairs",
-                n_pairs,
-                n_users,
-                n_products,
-                cfg.evaluation.split,
-                n_train,
-                n_test,
-            )
-
-        als = build_als(
-            rank=cfg.als.rank,
-            max_iter=cfg.als.max_iter,
-            reg_param=cfg.als.reg_param,
-            alpha=cfg.als.alpha,
-            implicit_prefs=cfg.als.implicit_prefs,
-            seed=cfg.als.seed,
-            num_blocks=resolve_blocks(cfg.als.num_blocks, parallelism),
-        )
-        with _stage("fit", timings):
-            model = fit_als(train, als)
-
-        # With the default `blocked` strategy and no refit, one pass of the scorer evaluates
-        # and recommends: each user is scored once (the recommendations are kept for later).
-        one_pass = cfg.recommend.strategy == "blocked" and not cfg.evaluation.refit_on_all_pairs
-        scored: DataFrame | None = None
-        with _stage("evaluate", timings):
-            if warmed.exception() is not None:  # waits for it; the scorer would fail the same
-                log.warning("starting the Python workers failed: %s", warmed.exception())
-            options: dict[str, Any] = {
-                "k": cfg.evaluation.k,
-                "exclude_purchased": cfg.recommend.exclude_purchased,
-                "implicit_prefs": cfg.als.implicit_prefs,
-                "num_chunks": scoring_chunks(n_users, parallelism),
-            }
-            if one_pass:
-                del options["implicit_prefs"]  # the labels are in `lists` already
-                scored = keep(
-                    score_user_lists(
-                        model,
-                        lists,
-                        rank_popular(training_side(sides)),
-                        top_n=cfg.recommend.top_n,
-                        **options,
-                    )
-                )
-                evaluation = evaluation_of(scored, n_products)
-            else:
-                evaluation = evaluate_split(
-                    model,
-                    train,
-                    test,
-                    catalog_size=n_products,
-                    strategy=cfg.recommend.strategy,
-                    **options,
-                )
-        accepted, reason = decide(
-            evaluation["model"],
-            evaluation["baseline"],
-            cfg.evaluation.accept_metric,
-            cfg.evaluation.accept_margin,
-        )
-        log.info("run %s %s: %s", run_id, "accepted" if accepted else "REJECTED", reason)
-        metrics = Metrics(
-            k=cfg.evaluation.k,
-            split=cfg.evaluation.split,
-            test_users=evaluation["test_users"],
-            model=evaluation["model"],
-            baseline=evaluation["baseline"],
-            accept_metric=cfg.evaluation.accept_metric,
-            accept_margin=cfg.evaluation.accept_margin,
-            accepted=accepted,
-        )
-        manifest = Manifest(
-            run_id=run_id,
-            sequence=sequence,
-            created_at=created.strftime(CREATED_AT_FORMAT),
-            accepted=accepted,
-            reason=reason,
-            events=EventCounts(
-                **event_counts,
-                users=n_users,
-                products=n_products,
-                pairs=n_pairs,
-                train_pairs=n_train,
-                test_pairs=n_test,
-            ),
-            window_events=cfg.training.window_events,
-            kafka=KafkaSpan(
-                topic=cfg.kafka.topic,
-                offsets={str(p): list(o) for p, o in (kafka_offsets or {}).items()},
-            ),
-            parameters={
-                "als": cfg.als.model_dump(mode="json"),
-                "evaluation": cfg.evaluation.model_dump(mode="json"),
-                "recommend": {
-                    **cfg.recommend.model_dump(mode="json"),
-                    "refit_on_all_pairs": cfg.evaluation.refit_on_all_pairs,
-                },
-                "graph": cfg.graph.model_dump(mode="json"),
-            },
-            timings_seconds=timings,
-            spark={"version": spark.version, "master": spark.sparkContext.master},
-        )
-
-        if not accepted:
-            timings["total"] = round(time.perf_counter() - cycle_started, 3)
-            path = export_rejected(results, run_id, metrics=metrics, manifest=manifest)
-            log.warning("run %s rejected, latest unchanged: %s", run_id, reason)
-            return TrainingOutcome(run_id, False, reason, path, metrics)
-
-        if cfg.evaluation.refit_on_all_pairs:
-            with _stage("refit", timings):
-                model = fit_als(pairs, als)
-
-        # The run's files are written as soon as their data is ready, beside the next stages:
-        # the model and the edges and popular CSVs while the graph is computed.
-        with RunDraft(results, run_id) as draft:
-            draft.save_model(model)
-            with _stage("recommend", timings):
-                if scored is not None:
-                    recs = recommendations_of(scored)
-                else:
-                    exclude = bought_lists(pairs) if cfg.recommend.exclude_purchased else None
-                    recs = keep(  # read by the graph and by the edges' export
-                        recommend_for_users(
-                            model,
-                            user_vectors(model).select(USER_IDX),
-                            cfg.recommend.top_n,
-                            exclude=exclude,
-                            strategy=cfg.recommend.strategy,
-                            num_chunks=scoring_chunks(n_users, parallelism),
-                        )
-                    )
-                named = (
-                    recs.join(user_map, USER_IDX)
-                    .join(product_map, PRODUCT_IDX)
-                    .select(USER_ID, PRODUCT_ID, SCORE, RANK)
-                )
-                edges = build_edges(named)
-                # At most top_n edges per user: the bound decides one file or a folder of parts.
-                draft.write_csv(EDGES_CSV, edges, n_users * cfg.recommend.top_n)
-                popular = (
-                    rank_popular(
-                        sides.select(PRODUCT_IDX, PURCHASES, QUANTITY_TOTAL),
-                        cfg.recommend.popular_n,
-                    )
-                    .join(product_map, PRODUCT_IDX)
-                    .select(RANK, PRODUCT_ID, PURCHASES, QUANTITY_TOTAL)
-                    .orderBy(RANK)
-                )
-                draft.write_csv(POPULAR_CSV, popular, cfg.recommend.popular_n)
-
-            with _stage("graph", timings):
-                engine = choose_engine(cfg.graph.engine, graphframes_jar_loaded(spark))
-                log.info("graph engine: %s (requested %s)", engine, cfg.graph.engine)
-                if engine == "dataframe":
-                    # On the integer ids; the id maps are joined once per vertex for the labels.
-                    # One job counts what the PageRank and the concentration figures need.
-                    table = keep(
-                        degree_table(
-                            lists.select(USER_IDX),
-                            sides.select(PRODUCT_IDX),
-                            recs,
-                            user_map,
-                            product_map,
-                        )
-                    )
-                    counts = degree_counts(table)
-                    histogram = counts.histogram
-                    graph = with_pagerank(table, counts, cfg.graph.reset_probability)
-                else:
-                    vertices = vertex_table(
-                        lists.select(USER_IDX), sides.select(PRODUCT_IDX), user_map, product_map
-                    )
-                    graph = keep(
-                        graph_graphframes(
-                            vertices,
-                            edges,
-                            iterations=cfg.graph.pagerank_iterations,
-                            reset_probability=cfg.graph.reset_probability,
-                        )
-                    )
-                    histogram = in_degree_histogram(graph)  # every edge ends at a product vertex
-                draft.write_csv(VERTICES_CSV, graph, n_users + n_products)
-                n_edges = sum(degree * count for degree, count in histogram)
-                metrics = replace(
-                    metrics,
-                    graph=GraphFigures(
-                        vertices=n_users + n_products,
-                        edges=n_edges,
-                        users=n_users,
-                        products=n_products,
-                        **concentration_of(histogram),
-                    ),
-                )
-                manifest = replace(manifest, graph_engine=engine)
-
-            # timings["export"]: from the draft's start, across the recommend and graph stages.
-            path = draft.publish(metrics, manifest, timings, cycle_started)
-        log.info("training run %s published in %.1f s", run_id, timings.get("total", 0.0))
-        return TrainingOutcome(run_id, True, reason, path, metrics)
-    finally:
-        for df in cached:
-            df.unpersist()

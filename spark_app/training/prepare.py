@@ -21,9 +21,10 @@ import shutil
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession, Window, WindowSpec
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
@@ -45,14 +46,6 @@ LAST_EVENT_TIME = "last_event_time"  # latest purchase of the pair (used by the 
 ID_MAP_POINTER = "CURRENT"  # file naming the live version folder of an id map
 ID_MAP_VERSION_PREFIX = "v-"
 ID_MAP_KEEP_VERSIONS = 2  # the live version and the one before it
-
-
-def whole_table_window(*order: str | F.Column) -> WindowSpec:
-    """A window over all rows in one partition, for small tables only (catalog, new ids).
-
-    Spark logs a WindowExec warning about the single partition; it is expected here.
-    """
-    return Window.orderBy(*order)
 
 
 def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
@@ -103,17 +96,22 @@ def missing_ids(current: DataFrame, ids: DataFrame, id_col: str) -> DataFrame:
 
 
 def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> DataFrame:
-    """Number `new_ids` start, start+1, ... in id order.
-
-    The window runs over the new ids only (one partition): bounded by what arrived since the
-    last run, not by the whole history.
-    """
-    return new_ids.select(
-        id_col,
-        (F.row_number().over(whole_table_window(id_col)) - 1 + F.lit(start))
-        .cast(IntegerType())
-        .alias(idx_col),
-    )
+    """Number `new_ids` start, start+1, ... (dense, in partition order), without moving them
+    into one partition: one small job counts the rows of each partition (a row per partition),
+    then each row's index is its partition's offset plus its position in the partition (the
+    low bits of monotonically_increasing_id). Cache `new_ids` first: both passes must see the
+    same partitions."""
+    partition = F.spark_partition_id()
+    sizes = dict(new_ids.groupBy(partition.alias("p")).count().collect())
+    offsets, total = [], start
+    for p in range(max(sizes, default=-1) + 1):
+        offsets.append(total)
+        total += sizes.get(p, 0)
+    if not offsets:
+        return new_ids.select(id_col, F.lit(None).cast(IntegerType()).alias(idx_col))
+    position = F.monotonically_increasing_id() - partition.cast("long") * F.lit(1 << 33)
+    offset = F.element_at(F.array(*[F.lit(o) for o in offsets]), partition + 1)
+    return new_ids.select(id_col, (offset + position).cast(IntegerType()).alias(idx_col))
 
 
 def _read_pointer(map_dir: Path) -> str | None:
@@ -213,3 +211,19 @@ def attach_indices(rows: DataFrame, user_map: DataFrame, product_map: DataFrame)
     return rows.join(user_map.select(USER_ID, USER_IDX), USER_ID).join(
         product_map.select(PRODUCT_ID, PRODUCT_IDX), PRODUCT_ID
     )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The prepare stage's result: the live id maps (users, products) and the events
+    aggregated by integer pair, clustered by user (lazy: the split stage runs and caches it)."""
+
+    maps: tuple[DataFrame, DataFrame]
+    pairs: DataFrame
+
+
+def prepare(spark: SparkSession, events: DataFrame, maps_dir: Path) -> Prepared:
+    """Integer ids first (the maps from the events' ids), then the pairs by integer id."""
+    user_map, product_map = update_id_maps(spark, events, maps_dir)
+    return Prepared((user_map, product_map),
+                    pairs_by_user(attach_indices(events, user_map, product_map)))

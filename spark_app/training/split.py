@@ -10,12 +10,17 @@ Two modes:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_app.schema import PRODUCT_IDX, USER_IDX
+from recsys_contract.runs import QUANTITY_TOTAL
+from spark_app.schema import PRODUCT_IDX, PURCHASES, RATING, USER_IDX
+from spark_app.training.evaluate import held_label
 from spark_app.training.prepare import LAST_EVENT_TIME, require_columns
+from spark_app.training.recommend import rank_popular
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ HELD_OUT = "held_out"  # boolean: the pair is in the test side
 TRAIN_PRODUCTS = "train_products"  # array<int>
 HELD_PRODUCTS = "held_products"  # array<struct<product_idx int, label double>>
 HELD_LABEL = "label"
+BUYERS = "buyers"  # product_sides(): users who bought the product (its pairs)
+TRAIN_PURCHASES = "train_purchases"  # product_sides(): purchases over the training pairs
+TRAIN_QUANTITY_TOTAL = "train_quantity"  # product_sides(): quantity over the training pairs
 
 
 def flag_random(pairs: DataFrame, test_fraction: float, seed: int) -> DataFrame:
@@ -75,29 +83,12 @@ def split_flagged(flagged: DataFrame) -> tuple[DataFrame, DataFrame]:
     return train, test
 
 
-def split_random(pairs: DataFrame, test_fraction: float, seed: int) -> tuple[DataFrame, DataFrame]:
-    """Seeded random split of the pairs into (train, test) (see flag_random)."""
-    return split_flagged(flag_random(pairs, test_fraction, seed))
-
-
-def split_latest(pairs: DataFrame, test_fraction: float) -> tuple[DataFrame, DataFrame]:
-    """Each user's latest pairs held out (see flag_latest)."""
-    return split_flagged(flag_latest(pairs, test_fraction))
-
-
-def split_pairs(
-    pairs: DataFrame, mode: str, test_fraction: float, seed: int
-) -> tuple[DataFrame, DataFrame]:
-    """(train, test) by `mode`: `random` or `latest` (see the module docstring)."""
-    return split_flagged(flag_held_out(pairs, mode, test_fraction, seed))
-
-
 def side_lists(flagged: DataFrame, label: Column | None = None) -> DataFrame:
     """One row per user of flag_held_out() output: (user_idx, train_products: the products of
     the user's training pairs, held_products: (product_idx, label) of the held-out pairs; empty
     lists where a side has none). `label` defaults to 1.0.
 
-    One group-by gives both sides: what the scorer needs per user (evaluate.score_user_lists),
+    One group-by gives both sides: what the scorer needs per user (scoring.score_users),
     the users of the split and, with one row per product, every count (side_sizes).
     """
     require_columns(flagged, (USER_IDX, PRODUCT_IDX, HELD_OUT), "side_lists")
@@ -124,3 +115,82 @@ def side_sizes(lists: DataFrame, sides: DataFrame) -> dict[str, int]:
     row = by_user.crossJoin(by_product).first()
     sizes = {name: int(row[name] or 0) for name in ("users", "products", "train", "test")}
     return {**sizes, "pairs": sizes["train"] + sizes["test"]}
+
+
+def product_sides(flagged: DataFrame) -> DataFrame:
+    """One row per product of flag_held_out() output: purchases, quantity and buyers over all
+    its pairs, and the same over its training pairs (train_purchases = 0 when it has none).
+
+    Both popular lists come from it: the published one (all pairs) and the baseline's
+    (training side).
+    """
+    require_columns(flagged, (PRODUCT_IDX, PURCHASES, RATING, HELD_OUT), "product_sides")
+    train = ~F.col(HELD_OUT)
+    return flagged.groupBy(PRODUCT_IDX).agg(
+        F.sum(PURCHASES).alias(PURCHASES),
+        F.sum(RATING).cast("long").alias(QUANTITY_TOTAL),
+        F.count(F.lit(1)).alias(BUYERS),
+        F.coalesce(F.sum(F.when(train, F.col(PURCHASES))), F.lit(0)).alias(TRAIN_PURCHASES),
+        F.sum(F.when(train, F.col(RATING))).cast("long").alias(TRAIN_QUANTITY_TOTAL),
+    )
+
+
+def training_side(sides: DataFrame) -> DataFrame:
+    """(product_idx, purchases, quantity) of the products with training pairs, over those
+    pairs only, from product_sides() output."""
+    require_columns(sides, (PRODUCT_IDX, TRAIN_PURCHASES, TRAIN_QUANTITY_TOTAL), "training_side")
+    return sides.where(F.col(TRAIN_PURCHASES) > 0).select(
+        PRODUCT_IDX,
+        F.col(TRAIN_PURCHASES).alias(PURCHASES),
+        F.col(TRAIN_QUANTITY_TOTAL).alias(QUANTITY_TOTAL),
+    )
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How to split: `mode` (random | latest), the held-out fraction and the random seed;
+    `implicit_prefs` decides what a held-out pair's RMSE compares with (held_label)."""
+
+    mode: str
+    test_fraction: float
+    seed: int
+    implicit_prefs: bool
+
+
+@dataclass(frozen=True)
+class SplitSizes:
+    pairs: int
+    users: int
+    products: int
+    train: int
+    test: int
+
+
+@dataclass(frozen=True)
+class Split:
+    """The split stage's result: every pair, the training side, and per user (lists) and per
+    product (sides) what the scorer and the popular lists need, with their counts."""
+
+    pairs: DataFrame
+    train: DataFrame
+    test: DataFrame
+    lists: DataFrame  # side_lists()
+    sides: DataFrame  # product_sides()
+    baseline_popular: DataFrame  # the training side's popular list: (rank, product_idx, ...)
+    sizes: SplitSizes
+
+
+def split_stage(
+    pairs: DataFrame, settings: SplitSettings, cache: Callable[[DataFrame], DataFrame]
+) -> Split:
+    """Flag the held-out pairs and derive both sides' per-user and per-product tables; one job
+    counts everything (and fills the tables `cache` keeps)."""
+    flagged = cache(flag_held_out(pairs, settings.mode, settings.test_fraction, settings.seed))
+    train, test = split_flagged(flagged)
+    lists = cache(side_lists(flagged, held_label(settings.implicit_prefs)))
+    sides = cache(product_sides(flagged))
+    sizes = SplitSizes(**side_sizes(lists, sides))
+    log.info("%d pairs of %d users and %d products; split %s: %d train, %d test pairs",
+             sizes.pairs, sizes.users, sizes.products, settings.mode, sizes.train, sizes.test)
+    return Split(flagged.drop(HELD_OUT), train, test, lists, sides,
+                 rank_popular(training_side(sides)), sizes)

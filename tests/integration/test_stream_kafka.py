@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def settings(tmp_path: Path, threshold: int) -> BatchSettings:
     return BatchSettings(
-        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
+        max_future_seconds=3600,
         min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold, window_events=0,
         max_wait_seconds=0, events_dir=tmp_path / "events",
         quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",

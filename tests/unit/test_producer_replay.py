@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 
 from producer.cli import main
 from producer.errors import ReplayFormatError
-from producer.replay import ColumnMapping, ReplayTable, read_replay
+from producer.hostile import hostile_records
+from producer.replay import ColumnMapping, ReplayTable, forecast_quarantine, read_replay
 from producer.timefmt import parse_instant_ms
 from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
 
@@ -200,3 +202,96 @@ def test_cli_refuses_bad_ratio_with_replay(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as exited:
         main([*CLI_MAPPING, "--dry-run", "--bad-ratio", "0.1"])
     assert exited.value.code == 2 and "--bad-ratio" in capsys.readouterr().err
+
+
+# --- defect 11 of issue 26: a replay whose timestamps the job would quarantine ------------------
+
+
+def yearly_csv(tmp_path: Path, first_year: int, last_year: int) -> list[str]:
+    """A purchase on every 1 March from `first_year` to `last_year` (epoch seconds); the CLI
+    arguments that replay it without Kafka."""
+    path = tmp_path / "years.csv"
+    rows = ["user_id,product_id,timestamp"] + [
+        f"u{y % 7},p{y % 5},{int(datetime(y, 3, 1, tzinfo=UTC).timestamp())}"
+        for y in range(first_year, last_year + 1)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return ["--replay", str(path), "--dry-run", "--log-level", "WARNING"]
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_the_old_documented_replay_of_a_long_file_is_refused_naming_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--speed 86400 --rebase-start now` runs event time ahead of the clock: a 20-year file
+    would go to the quarantine as timestamp_in_future, all but its first hour."""
+    code = main([*yearly_csv(tmp_path, 2003, 2023), "--speed", "86400", "--rebase-start", "now"])
+    logged = _logged(caplog)
+    assert (code, capsys.readouterr().out, "20 of 21 replayed events would be quarantined"
+            in logged, "--rebase-end now" in logged) == (2, "", True, True)
+
+
+def test_a_file_mostly_before_min_timestamp_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = main(yearly_csv(tmp_path, 1980, 2010))
+    logged = _logged(caplog)
+    assert (code, "20 before stream.min_timestamp" in logged, "--rebase-end now" in logged) == (
+        2, True, True)
+
+
+def test_a_few_old_events_are_sent_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    code = main(yearly_csv(tmp_path, 1997, 2020))
+    assert (code, len(capsys.readouterr().out.splitlines()),
+            "3 of 24 replayed events would be quarantined" in _logged(caplog)) == (0, 24, True)
+
+
+def test_allow_quarantined_sends_a_refused_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([*yearly_csv(tmp_path, 1980, 2010), "--allow-quarantined"])
+    assert (code, len(capsys.readouterr().out.splitlines())) == (0, 31)
+
+
+def test_rebase_end_now_replays_a_long_file_inside_the_jobs_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The documented way (docs/producer.md): the last event now, every gap kept."""
+    before = datetime.now(UTC)
+    code = main([*yearly_csv(tmp_path, 1995, 2020), "--rebase-end", "now"])
+    out = capsys.readouterr().out
+    stamps = [parse_instant_ms(json.loads(line)[TIMESTAMP]) for line in out.splitlines()]
+    assert (code, _logged(caplog), len(stamps)) == (0, "", 26)
+    assert parse_instant_ms("2000-01-01T00:00:00Z") <= stamps[0]
+    assert stamps[-1] - before.timestamp() * 1000 < 60_000
+
+
+def test_the_job_settings_file_is_used_for_the_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text('stream:\n  min_timestamp: "1970-01-01T00:00:00Z"\n')
+    code = main([*yearly_csv(tmp_path, 1980, 2010), "--job-config", str(job)])
+    assert (code, _logged(caplog)) == (0, "")
+
+
+def test_the_forecast_counts_events_sent_ahead_of_their_time(table: ReplayTable) -> None:
+    start = parse_instant_ms("2024-03-05T00:00:00Z")  # the fixture spans 2024-03-04 .. 03-08
+    forecast = forecast_quarantine(table, shift_ms=0, speed=0, start_ms=start,
+                                   min_timestamp_ms=0, max_future_ms=3_600_000)
+    later = forecast_quarantine(table, shift_ms=0, speed=1, start_ms=start,
+                                min_timestamp_ms=0, max_future_ms=3_600_000)
+    beyond = sum(parse_instant_ms(e[TIMESTAMP]) > start + 3_600_000 for e in table.events())
+    assert (forecast.in_future, later.in_future, forecast.too_old) == (beyond, 0, 0)
+
+
+def test_the_producer_sends_the_hostile_corpus(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    code = main(["--hostile", "--dry-run", "--log-level", "ERROR"])
+    out = capsysbinary.readouterr().out
+    kinds = {r.kind for r in hostile_records(now_ms=0)}
+    assert (code, out.count(b'"fuzz-max"'), len(kinds) > 60) == (0, 1, True)

@@ -19,7 +19,8 @@ KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
 def settings(tmp_path, threshold=10, window=0, max_wait=0.0, catch_up="exact") -> BatchSettings:
     return BatchSettings(
-        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
+        max_future_seconds=3600,
         min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold,
         window_events=window, max_wait_seconds=max_wait, events_dir=tmp_path / "events",
         quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",

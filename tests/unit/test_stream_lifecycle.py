@@ -159,25 +159,12 @@ def test_the_workers_use_the_jobs_interpreter_unless_one_is_set(monkeypatch):
                                {"PYSPARK_PYTHON": "/opt/py/bin/python"})
 
 
-def test_windows_without_a_partition_are_only_the_whole_table_ones():
-    """conf/log4j2.properties silences WindowExec's single-partition warning because the only
-    such windows are prepare.whole_table_window's, over small tables; keep it that way."""
-    pattern = re.compile(r"Window\s*\.\s*(orderBy|rowsBetween|rangeBetween)\s*\(|"
-                         r"over\s*\(\s*order\s+by", re.I)
-    found = sorted(
-        f"{path.relative_to(REPO)}:{n}"
-        for path in (REPO / "spark_app").rglob("*.py")
-        for n, line in enumerate(path.read_text().splitlines(), 1)
-        if pattern.search(line)
-    )
-    assert [f.split(":")[0] for f in found] == ["spark_app/training/prepare.py"]
-
-
 # --- helpers --------------------------------------------------------------------------------------
 
 def settings(tmp_path, threshold=10) -> BatchSettings:
     return BatchSettings(
-        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
+        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
+        max_future_seconds=3600,
         min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold,
         window_events=0, max_wait_seconds=0, events_dir=tmp_path / "events",
         quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",

@@ -6,10 +6,12 @@ import json
 import random
 from datetime import UTC, datetime
 
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from recsys_contract.events import QUARANTINE_COLUMNS
 from spark_app import schema as S
 from spark_app.errors import MissingColumnError, MissingJarError
 from spark_app.schema import Reason
@@ -69,6 +71,30 @@ CASES: list[tuple[str, str | None]] = [
     (with_(price="cheap"), Reason.PRICE_INVALID),
 ]
 
+# Defect 3 of issue 26: a price beyond a double, blank ids other than spaces, a blank event_id.
+# (raw value, expected reason or None for valid)
+GAP_CASES: list[tuple[str, str | None]] = [
+    (with_(price=...)[:-1] + ', "price": 1e400}', Reason.PRICE_INVALID),
+    (with_(price=...)[:-1] + ', "price": -1e400}', Reason.PRICE_INVALID),
+    (with_(price=10**400), Reason.PRICE_INVALID),
+    (with_(price=1.5e308), None),  # large, but a double
+    (with_(event_id=""), "empty_id:event_id"),
+    (with_(event_id=" \t\u3000"), "empty_id:event_id"),
+    (with_(event_id=None), None),  # null: the default id, as if absent
+    (with_(user_id="\u200b"), None),  # zero-width space: a format character, not blank
+    (with_(user_id="\ufeff"), None),
+    (with_(user_id="\u180e"), None),  # Mongolian vowel separator: whitespace until Unicode 6.3
+    (with_(user_id="\u0000"), None),  # NUL is a character of an id
+    (with_(user_id=" u1 "), None),  # spaces around an id are kept, not trimmed
+    (with_(user_id="\ud800"), Reason.MALFORMED_JSON),  # a lone surrogate: no character
+    (with_(product_id="p\udc00x"), Reason.MALFORMED_JSON),
+    (with_(user_id="\U0001F600"), None),  # emoji: a surrogate pair in JSON's escapes
+] + [
+    (with_(user_id=blank), "empty_id:user_id") for blank in S.BLANK_CHARACTERS
+] + [
+    (with_(product_id=S.BLANK_CHARACTERS), "empty_id:product_id"),
+]
+
 # Edge cases of the JSON parse itself: (raw value, expected reason or None for valid)
 PARSE_CASES: list[tuple[str | None, str | None]] = [
     (None, Reason.MALFORMED_JSON),  # a Kafka record without a value
@@ -116,6 +142,21 @@ def test_parse_edge_cases_get_their_reason(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_price_beyond_a_double_blank_ids_and_a_blank_event_id_are_quarantined(spark):
+    limits = {**LIMITS, "max_message_bytes": 10_000}  # room for a 400-digit price
+    actual = classify(kafka_records(spark, GAP_CASES), **limits).select(S.KAFKA_OFFSET, S.REASON)
+    expected = spark.createDataFrame(
+        [(offset, reason) for offset, (_, reason) in enumerate(GAP_CASES)],
+        f"{S.KAFKA_OFFSET} long, {S.REASON} string",
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_the_blank_characters_are_pythons_whitespace():
+    every = {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    assert set(S.BLANK_CHARACTERS) == every
+
+
 def test_one_classifier_serves_every_batch(spark):
     """The streaming job builds the expressions once: batch after batch, each gets its own."""
     classifier = Classifier(**LIMITS)
@@ -134,7 +175,7 @@ def test_one_classifier_serves_every_batch(spark):
 
 def stored_as(raw, status: str, schema):
     """The rows the event store (status valid) or the quarantine gets, in `schema`'s columns."""
-    staged = staged_rows(classify(raw, **LIMITS))
+    staged = staged_rows(classify(raw, **LIMITS), raw_max_bytes=10_000)
     return staged.where(F.col(S.STATUS) == status).select(*schema.fieldNames())
 
 
@@ -155,9 +196,33 @@ def test_valid_events_are_typed_and_complete(spark, raw):
 
 def test_quarantine_keeps_raw_value_reason_and_position(spark, raw):
     bad = stored_as(raw, QUARANTINED, S.QUARANTINE_SCHEMA).where(f"{S.KAFKA_OFFSET} = 6")
-    expected = spark.createDataFrame([("[1, 2, 3]", Reason.NOT_AN_OBJECT, "sales", 0, 6)],
-                                     S.QUARANTINE_SCHEMA)
+    expected = spark.createDataFrame(
+        [(bytearray(b"[1, 2, 3]"), 9, False, Reason.NOT_AN_OBJECT, "sales", 0, 6)],
+        S.QUARANTINE_SCHEMA)
     assert_df_equality(bad, expected, ignore_nullable=True)
+
+
+def test_quarantine_keeps_the_bytes_cut_to_the_cap_and_says_so(spark, tmp_path):
+    """Defect 8 of issue 26: invalid UTF-8 and oversized values, byte for byte up to the cap,
+    in a binary column that pandas reads from the whole folder."""
+    values = [b'{"user_id": "\xff\xfe', b"\x00\x80" * 10, b"x" * 400, None]
+    raw = spark.createDataFrame(
+        [(v, "sales", 0, i, KAFKA_TIME) for i, v in enumerate(values)],
+        "value binary, topic string, partition int, offset long, timestamp timestamp",
+    )
+    staged = staged_rows(classify(raw, **LIMITS), raw_max_bytes=16)
+    staged.where(F.col(S.STATUS) == QUARANTINED).write.parquet(str(tmp_path / "quarantine"))
+    table = pd.read_parquet(tmp_path / "quarantine", columns=list(QUARANTINE_COLUMNS))
+    rows = sorted(
+        (r.kafka_offset, r.raw_value, r.raw_value_bytes if r.raw_value is not None else None,
+         r.raw_value_truncated) for r in table.itertuples()
+    )
+    assert rows == [
+        (0, values[0], len(values[0]), False),
+        (1, values[1][:16], 20, True),
+        (2, b"x" * 16, 400, True),
+        (3, None, None, False),
+    ]
 
 
 def test_nothing_is_dropped(raw):
@@ -166,8 +231,13 @@ def test_nothing_is_dropped(raw):
     assert counts == (4, len(CASES) - 4)
 
 
-def test_invalid_utf8_is_malformed_json(spark):
-    value = b'{"user_id": "u\xff", "product_id": "p1", "quantity": 2, "timestamp": 1795770000000}'
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                                 b"\xe2\x82"])
+def test_invalid_utf8_is_malformed_json(spark, bad):
+    """Invalid, overlong ('/' as C0 AF, which Jackson alone reads as '/'), surrogate, beyond
+    U+10FFFF, cut short."""
+    value = (b'{"user_id": "u' + bad + b'", "product_id": "p1", "quantity": 2, '
+             b'"timestamp": 1795770000000}')
     raw = spark.createDataFrame(
         [(value, "sales", 0, 0, KAFKA_TIME)],
         "value binary, topic string, partition int, offset long, timestamp timestamp",

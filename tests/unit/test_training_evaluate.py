@@ -1,5 +1,5 @@
-"""Evaluation identities: RMSE of a perfect prediction, hand-computed ranking metrics, the
-one-pass evaluation against Spark's own evaluators, verdict."""
+"""Evaluation: the scorer's one pass against Spark's own evaluators and plain-SQL top-N lists,
+RMSE of a perfect prediction, the verdict, and no gain claimed on data without structure."""
 
 from __future__ import annotations
 
@@ -11,25 +11,24 @@ from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import functions as F
 
 from spark_app.training.als import build_als, fit_als
-from spark_app.training.evaluate import (
-    LABEL,
-    decide,
-    evaluate_lists,
-    evaluate_split,
+from spark_app.training.evaluate import decide, held_label
+from spark_app.training.recommend import rank_popular
+from spark_app.training.scoring import (
     evaluation_of,
-    held_out_lists,
+    item_vectors,
     recommendations_of,
-    rmse,
     score_users,
-)
-from spark_app.training.recommend import (
-    bought_lists,
-    popular_for_users,
-    popular_products,
-    recommend_for_users,
     user_vectors,
 )
-from spark_app.training.split import split_pairs
+from spark_app.training.split import (
+    HELD_OUT,
+    flag_held_out,
+    product_sides,
+    side_lists,
+    split_flagged,
+    training_side,
+)
+from tests.training_oracles import held_out_lists, popular_top_n, rmse, top_n
 
 SPARK_RANKING_METRICS = {
     "precision_at_k": "precisionAtK",
@@ -44,44 +43,6 @@ def test_perfect_prediction_has_rmse_zero(spark) -> None:
         [(1.0, 1.0), (0.5, 0.5), (3.0, 3.0)], "label double, prediction double"
     )
     assert rmse(df) == 0.0
-
-
-def test_rmse_is_none_without_predictions(spark) -> None:
-    df = spark.createDataFrame([(1.0, None)], "label double, prediction double")
-    assert rmse(df) is None
-
-
-def test_ranking_metrics_equal_hand_computed_values(spark) -> None:
-    # k = 3. Per user (predicted best first | held out):
-    # 1: [1, 2, 3] | {1, 3}: P 2/3, R 1, AP (1/1 + 2/3) / 2 = 0.83333,
-    #    NDCG (1 + 1/log2 4) / (1 + 1/log2 3) = 1.5 / 1.63093 = 0.91972
-    # 2: [4, 5, 6] | {7}: all 0
-    # 3: [8, 9, 10] | {10, 11, 12, 13}: P 1/3, R 1/4, AP (1/3) / min(4, 3) = 0.11111,
-    #    NDCG 0.5 / (1 + 0.63093 + 0.5) = 0.23464
-    # 4: [14] | {14}: P 1/3 (divided by k), R 1, AP 1, NDCG 1
-    # 5: no recommendation | {15}: all 0
-    # coverage: 10 distinct recommended products / catalog of 20 = 0.5
-    recs = spark.createDataFrame(
-        [
-            (1, 1, 1), (1, 2, 2), (1, 3, 3), (1, 99, 4),
-            (2, 4, 1), (2, 5, 2), (2, 6, 3),
-            (3, 8, 1), (3, 9, 2), (3, 10, 3),
-            (4, 14, 1),
-        ],
-        "user_idx int, product_idx int, rank int",
-    )  # fmt: skip
-    actual = spark.createDataFrame(
-        [(1, [1.0, 3.0]), (2, [7.0]), (3, [10.0, 11.0, 12.0, 13.0]), (4, [14.0]), (5, [15.0])],
-        "user_idx int, actual array<double>",
-    )
-    expected = {
-        "precision_at_k": (2 / 3 + 0 + 1 / 3 + 1 / 3 + 0) / 5,
-        "recall_at_k": (1 + 0 + 0.25 + 1 + 0) / 5,
-        "ndcg_at_k": (0.919721 + 0 + 0.234639 + 1 + 0) / 5,
-        "map_at_k": (0.833333 + 0 + 0.111111 + 1 + 0) / 5,
-        "coverage": 0.5,
-    }
-    assert evaluate_lists(recs, actual, 3, catalog_size=20) == pytest.approx(expected, abs=1e-5)
 
 
 def test_model_below_baseline_minus_margin_is_rejected() -> None:
@@ -112,17 +73,34 @@ def _random_pairs(spark, users: int = 80, products: int = 30, seed: int = 3):
     )
 
 
+def _scored(spark, *, seed: int, implicit_prefs: bool, exclude_purchased: bool, k: int,
+            top_n: int):
+    """(model, train, test, pairs, scored rows) of a small fitted model on random pairs."""
+    pairs = _random_pairs(spark, seed=seed).cache()
+    flagged = flag_held_out(pairs, "random", 0.3, seed + 1).cache()
+    train, test = split_flagged(flagged)
+    als = build_als(rank=4, max_iter=3, reg_param=0.1, alpha=1.0,
+                    implicit_prefs=implicit_prefs, seed=1, num_blocks=2)
+    model = fit_als(train, als)
+    scored = score_users(
+        user_vectors(model), item_vectors(model), side_lists(flagged, held_label(implicit_prefs)),
+        rank_popular(training_side(product_sides(flagged))), k=k, top_n=top_n,
+        exclude_purchased=exclude_purchased, num_chunks=3,
+    ).cache()
+    return model, train, test, flagged.drop(HELD_OUT), scored
+
+
 def _reference(model, train, test, *, k, exclude_purchased, implicit_prefs, catalog_size):
-    """The same figures the old way: top-k lists, Spark's RankingEvaluator and
-    RegressionEvaluator on ALSModel.transform."""
+    """The same figures the obvious way: top-k lists by plain SQL, Spark's RankingEvaluator,
+    and RegressionEvaluator on ALSModel.transform."""
     users = test.select("user_idx").distinct().join(user_vectors(model), "user_idx")
     actual = held_out_lists(test, users).select(
         "user_idx", F.col("actual").cast("array<double>").alias("actual")
     )
-    exclude = bought_lists(train) if exclude_purchased else None
+    exclude = train if exclude_purchased else None
     recs = {
-        "model": recommend_for_users(model, users, k, exclude=exclude),
-        "baseline": popular_for_users(popular_products(train), users, k, exclude=exclude),
+        "model": top_n(users, item_vectors(model), k, exclude),
+        "baseline": popular_top_n(train, users, k, exclude),
     }
     figures = {}
     for name, df in recs.items():
@@ -143,7 +121,7 @@ def _reference(model, train, test, *, k, exclude_purchased, implicit_prefs, cata
         products = table.select(F.explode("predicted")).distinct().count()
         figures[name]["coverage"] = products / catalog_size
     label = F.lit(1.0) if implicit_prefs else F.col("rating")
-    figures["model"]["rmse"] = rmse(model.transform(test).withColumn(LABEL, label))
+    figures["model"]["rmse"] = rmse(model.transform(test).withColumn("label", label))
     figures["baseline"]["rmse"] = None
     return {"test_users": actual.count(), **figures}
 
@@ -152,24 +130,14 @@ def _reference(model, train, test, *, k, exclude_purchased, implicit_prefs, cata
 def test_one_pass_evaluation_equals_spark_evaluators(
     spark, exclude_purchased: bool, implicit_prefs: bool
 ) -> None:
-    pairs = _random_pairs(spark).cache()
-    train, test = split_pairs(pairs, "random", 0.3, seed=5)
-    als = build_als(
-        rank=4, max_iter=3, reg_param=0.1, alpha=1.0, implicit_prefs=implicit_prefs, seed=1,
-        num_blocks=2,
-    )  # fmt: skip
-    model = fit_als(train, als)
-    options = {
-        "k": 5,
-        "exclude_purchased": exclude_purchased,
-        "implicit_prefs": implicit_prefs,
-        "catalog_size": 30,
-    }
-    ours = evaluate_split(model, train, test, num_chunks=3, strategy="blocked", **options)
-    expected = _reference(model, train, test, **options)
-    assert ours["test_users"] == expected["test_users"] > 0
+    model, train, test, _, scored = _scored(spark, seed=3, implicit_prefs=implicit_prefs,
+                                            exclude_purchased=exclude_purchased, k=5, top_n=0)
+    ours = evaluation_of(scored, 30)
+    expected = _reference(model, train, test, k=5, exclude_purchased=exclude_purchased,
+                          implicit_prefs=implicit_prefs, catalog_size=30)
+    assert ours.test_users == expected["test_users"] > 0
     assert expected["model"]["ndcg_at_k"] > 0 and expected["model"]["rmse"] > 0
-    assert {"model": ours["model"], "baseline": ours["baseline"]} == {
+    assert {"model": ours.model, "baseline": ours.baseline} == {
         name: pytest.approx(expected[name], rel=1e-5, abs=1e-9) for name in ("model", "baseline")
     }
 
@@ -178,24 +146,18 @@ def test_one_pass_evaluation_equals_spark_evaluators(
 def test_one_pass_gives_the_evaluation_and_the_recommendations(
     spark, exclude_purchased: bool
 ) -> None:
-    # The pipeline's one pass (evaluate + top-N of every user) against the two separate ways.
-    pairs = _random_pairs(spark, seed=8).cache()
-    train, test = split_pairs(pairs, "random", 0.3, seed=9)
-    als = build_als(
-        rank=4, max_iter=3, reg_param=0.1, alpha=1.0, implicit_prefs=True, seed=1, num_blocks=2
-    )
-    model = fit_als(train, als)
-    options = {"exclude_purchased": exclude_purchased, "implicit_prefs": True}
-    scored = score_users(model, train, test, k=5, top_n=4, num_chunks=4, **options).cache()
-    evaluation = evaluate_split(model, train, test, k=5, catalog_size=30, **options)
-    exclude = bought_lists(pairs) if exclude_purchased else None
-    recs = recommend_for_users(model, user_vectors(model), 4, exclude=exclude, num_chunks=3)
-    one_pass = evaluation_of(scored, 30)
-    assert {name: one_pass[name] for name in ("test_users", "model", "baseline")} == {
-        "test_users": evaluation["test_users"],
-        "model": pytest.approx(evaluation["model"], rel=1e-12),
-        "baseline": pytest.approx(evaluation["baseline"], rel=1e-12),
-    }
+    # The pipeline's one pass (evaluate + top-N of every user) against the evaluation alone and
+    # against plain-SQL top-N lists without what each user bought (both sides of the split).
+    model, _, _, pairs, scored = _scored(spark, seed=8, implicit_prefs=True,
+                                         exclude_purchased=exclude_purchased, k=5, top_n=4)
+    _, _, _, _, evaluated = _scored(spark, seed=8, implicit_prefs=True,
+                                    exclude_purchased=exclude_purchased, k=5, top_n=0)
+    expected = top_n(user_vectors(model), item_vectors(model), 4,
+                     pairs if exclude_purchased else None)
+    one_pass, alone = evaluation_of(scored, 30), evaluation_of(evaluated, 30)
+    assert (one_pass.test_users, one_pass.model, one_pass.baseline) == (
+        alone.test_users, pytest.approx(alone.model, rel=1e-12),
+        pytest.approx(alone.baseline, rel=1e-12))
     assert_approx_df_equality(
-        recommendations_of(scored), recs, 1e-6, ignore_row_order=True, ignore_nullable=True
+        recommendations_of(scored), expected, 1e-5, ignore_row_order=True, ignore_nullable=True
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recsys_contract.runs import EventCounts, KafkaSpan, Manifest, Metrics
-from spark_app.training.export import RunDraft, csv_header, write_csv
+from spark_app.training.export import CSV_OPTIONS, RunDraft, csv_header, write_csv
 
 METRICS = Metrics(k=10, split="random", test_users=1, model={}, baseline={},
                   accept_metric="ndcg_at_k", accept_margin=0.0, accepted=True)
@@ -18,7 +18,7 @@ MANIFEST = Manifest(run_id="run-1", sequence=1, created_at="2026-12-03T00:00:00Z
 
 
 def _single_task_csv(df, folder: Path) -> bytes:
-    df.coalesce(1).write.option("header", True).csv(str(folder))
+    df.coalesce(1).write.options(**CSV_OPTIONS).option("header", True).csv(str(folder))
     (part,) = sorted(folder.glob("part-*.csv"))
     return part.read_bytes()
 

@@ -15,16 +15,13 @@ from spark_app.training.graph import (
     build_edges,
     build_vertices,
     choose_engine,
-    concentration,
     degree_counts,
     degree_table,
-    degrees,
     graph_by_index,
-    graph_dataframe,
     graph_graphframes,
-    pagerank_dataframe,
     vertex_table,
 )
+from tests.training_oracles import concentration, degrees, graph_dataframe, pagerank_dataframe
 
 GRAPHFRAMES_JAR_FETCHED = any((DEPS_DIR / "graphframes-jars").glob("*.jar"))
 
@@ -118,7 +115,7 @@ def test_graph_by_index_equals_the_string_graph(spark, seed: int) -> None:
         recs.join(user_map, "user_idx").join(product_map, "product_idx").drop("user_idx")
     )
     expected = graph_dataframe(vertices, edges, reset_probability=0.15)
-    ours = graph_by_index(users, products, recs, user_map, product_map, reset_probability=0.15)
+    ours, _ = graph_by_index(users, products, recs, user_map, product_map, reset_probability=0.15)
     assert [(f.name, f.dataType) for f in ours.schema] == [
         (f.name, f.dataType) for f in expected.schema
     ]

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys_contract.config import AppConfig, load_config
-from spark_app.schema import EVENT_TIME, PRODUCT_ID, PRODUCT_IDX, QUANTITY, USER_ID, USER_IDX
+from spark_app.schema import PRODUCT_ID, USER_ID
 from spark_app.training import TrainingOutcome, run_training
 from spark_app.training import export as export_module
 from spark_app.training import pipeline as pipeline_module
-from spark_app.training.als import build_als, fit_als
-from spark_app.training.evaluate import evaluate_split
 from spark_app.training.export import (
     RunDraft,
     clean_stale_tmp,
@@ -25,11 +24,12 @@ from spark_app.training.export import (
     point_latest,
 )
 from spark_app.training.pipeline import warm_python_workers
-from spark_app.training.prepare import aggregate_indexed_pairs
-from spark_app.training.split import split_pairs
-from tests.training_data import events_df, planted_events, uniform_events
+from spark_app.training.scoring import Evaluation
+from tests.training_data import events_df, planted_events, rated_events, uniform_events
 
-RUN_FILES = ["edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"]
+RUN_FILES = [
+    "edges.csv", "factors", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv",
+]
 
 
 def _config(base: Path, *extra: str) -> AppConfig:
@@ -40,6 +40,7 @@ def _config(base: Path, *extra: str) -> AppConfig:
             "als.rank=8",
             "als.max_iter=5",
             "graph.pagerank_iterations=3",
+            "selection.every_n_runs=0",
             *extra,
         ]
     )
@@ -83,6 +84,32 @@ def test_planted_segments_beat_popularity_at_least_twice(planted) -> None:
     _, outcome, _ = planted
     metrics = outcome.metrics
     assert metrics.model["ndcg_at_k"] >= 2 * metrics.baseline["ndcg_at_k"]
+
+
+def test_metrics_say_what_the_model_was_fitted_on_and_what_the_rmse_covers(planted) -> None:
+    results, outcome, _ = planted
+    metrics = json.loads((_latest(results) / "metrics.json").read_text())
+    manifest = json.loads((_latest(results) / "manifest.json").read_text())
+    covered = (metrics["feedback"], metrics["rmse_against"],
+               0 < metrics["rmse_pairs"] <= manifest["events"]["test_pairs"])
+    assert covered == ("implicit", "preference", True)
+
+
+def test_beyond_accuracy_figures_describe_the_served_lists(planted) -> None:
+    # Novelty: the mean over the edges of -log2(share of the users who bought the product).
+    results, outcome, rows = planted
+    buyers: dict[str, set[str]] = {}
+    for row in rows:
+        buyers.setdefault(row[2], set()).add(row[1])
+    users = len({row[1] for row in rows})
+    edges = pd.read_csv(_latest(results) / "edges.csv", dtype=str)
+    expected = sum(-math.log2(len(buyers[dst[2:]]) / users) for dst in edges["dst"]) / len(edges)
+    beyond = outcome.metrics.beyond_accuracy
+    graph = outcome.metrics.graph
+    assert (beyond.novelty, beyond.catalog_coverage, beyond.gini,
+            0 < beyond.intra_list_diversity <= 2) == (
+        pytest.approx(expected, rel=1e-9), graph.products_recommended / graph.products,
+        graph.gini_in_degree, True)
 
 
 def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
@@ -140,35 +167,43 @@ def test_manifest_records_offsets_engine_and_timings(planted) -> None:
     assert summary == (
         {"0": [0, 2249], "1": [0, 2249]},
         "dataframe",
-        sorted(["prepare", "split", "fit", "evaluate", "recommend", "graph", "export", "total"]),
+        sorted(["prepare", "split", "select", "fit", "evaluate", "recommend", "graph", "export",
+                "total"]),
     )
 
 
-def _indexed_pairs(events: DataFrame) -> DataFrame:
-    """Pairs with ALS ids read off the synthetic ids (`u<n>`, `p<n>`): no id map needed."""
-    indexed = events.select(
-        F.expr("int(substring(user_id, 2))").alias(USER_IDX),
-        F.expr("int(substring(product_id, 2))").alias(PRODUCT_IDX),
-        QUANTITY,
-        EVENT_TIME,
-    )
-    return aggregate_indexed_pairs(indexed).select(USER_IDX, PRODUCT_IDX, "rating", "purchases")
-
-
-def test_uniform_purchases_do_not_let_the_model_claim_a_real_gain(spark) -> None:
+def test_uniform_purchases_do_not_let_the_model_claim_a_real_gain(spark, tmp_path) -> None:
     # No structure: model and popularity list are both at chance level. With 1000 users x 10
     # purchases over 50 products the NDCG ratio stayed within 0.92..1.11 over 8 data/split
     # seeds (sd ~0.06), so < 1.2 holds for any seed, while planted data gives 3.9..6.2.
-    pairs = _indexed_pairs(events_df(spark, uniform_events())).cache()
-    train, test = split_pairs(pairs, "random", 0.2, seed=42)
-    als = build_als(
-        rank=8, max_iter=5, reg_param=0.1, alpha=1.0, implicit_prefs=True, seed=42, num_blocks=2
-    )
-    result = evaluate_split(
-        fit_als(train, als), train, test, k=10, exclude_purchased=True, implicit_prefs=True,
-        catalog_size=50,
-    )  # fmt: skip
-    assert result["model"]["ndcg_at_k"] < 1.2 * result["baseline"]["ndcg_at_k"]
+    rows = uniform_events()
+    outcome = run_training(spark, events_df(spark, rows), _config(tmp_path, "als.seed=42"),
+                           sequence=1, event_counts=_counts(rows))
+    assert outcome.metrics.model["ndcg_at_k"] < 1.2 * outcome.metrics.baseline["ndcg_at_k"]
+
+
+EXPLICIT = ("als.implicit_prefs=false", "als.rank=4", "als.max_iter=15", "als.reg_param=0.1")
+
+
+def test_explicit_mode_beats_the_bias_baseline_by_rmse_and_is_published(spark, tmp_path):
+    rows = rated_events()
+    outcome = run_training(spark, events_df(spark, rows), _config(tmp_path, *EXPLICIT),
+                           sequence=1, event_counts=_counts(rows))
+    m = outcome.metrics
+    assert (outcome.accepted, m.accept_metric, m.feedback, m.rmse_against,
+            m.model["rmse"] < 0.96 * m.baseline["rmse"]) == (
+        True, "rmse", "explicit", "rating", True)
+
+
+def test_a_run_rejected_by_rmse_is_recorded_with_its_reason(spark, tmp_path):
+    rows = rated_events()
+    outcome = run_training(spark, events_df(spark, rows),
+                           _config(tmp_path, *EXPLICIT, "evaluation.rmse_margin=0.9"),
+                           sequence=1, event_counts=_counts(rows))
+    recorded = json.loads((outcome.path / "manifest.json").read_text())["reason"]
+    assert (outcome.accepted, outcome.path.parent.name, recorded) == (
+        False, "rejected", outcome.reason)
+    assert recorded.startswith("model rmse ") and "> bias baseline" in recorded
 
 
 def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> None:
@@ -176,14 +211,10 @@ def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> N
     rows = planted_events(users=30, products=20, events_per_user=5)
     results = tmp_path / "results"
     _previous_run(results)
-    lost = {
-        "test_users": 30,
-        "model": {"ndcg_at_k": 0.05},
-        "baseline": {"ndcg_at_k": 0.10},
-    }
-    monkeypatch.setattr(pipeline_module, "fit_als", lambda *a, **k: None)
-    monkeypatch.setattr(pipeline_module, "evaluate_split", lambda *a, **k: lost)
-    monkeypatch.setattr(pipeline_module, "score_user_lists", lambda *a, **k: spark.range(1))
+    lost = Evaluation(test_users=30, rmse_pairs=40, model={"ndcg_at_k": 0.05},
+                      baseline={"ndcg_at_k": 0.10})
+    monkeypatch.setattr(pipeline_module, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline_module, "score", lambda *a, **k: spark.range(1))
     monkeypatch.setattr(pipeline_module, "evaluation_of", lambda *a, **k: lost)
     outcome = run_training(
         spark, events_df(spark, rows), _config(tmp_path), sequence=2, event_counts=_counts(rows)
@@ -213,7 +244,7 @@ def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path
         draft.save_model(model)
         for name in ("vertices.csv", "edges.csv", "popular.csv"):
             draft.write_csv(name, table)
-        draft.publish(metrics={}, manifest={})
+        draft.publish(metrics=outcome.metrics, manifest=None)  # never reached
     assert _visible(results) == before
 
 
@@ -229,18 +260,14 @@ def test_warming_the_python_workers_runs_one_task_per_core(spark) -> None:
     assert warm_python_workers(spark, parallelism) == parallelism
 
 
-@pytest.mark.parametrize(
-    "options",
-    [("recommend.strategy=spark",), ("evaluation.refit_on_all_pairs=true",)],
-    ids=["spark-strategy", "refit"],
-)
-def test_other_recommend_paths_give_the_same_graph_shape(spark, planted, tmp_path, options):
-    # Not the one-pass scorer: recommendations scored separately, then the same graph and
-    # export. Same users, products and edge count as the default run; nothing bought listed.
+def test_a_refit_run_gives_the_same_graph_shape(spark, planted, tmp_path):
+    # Refit on every pair after acceptance: the refitted model scored again, then the same
+    # graph and export. Same users, products and edge count as the default run; nothing
+    # bought listed.
     _, default, rows = planted
     outcome = run_training(
-        spark, events_df(spark, rows), _config(tmp_path, *options), sequence=2,
-        event_counts=_counts(rows),
+        spark, events_df(spark, rows), _config(tmp_path, "evaluation.refit_on_all_pairs=true"),
+        sequence=2, event_counts=_counts(rows),
     )  # fmt: skip
     edges = spark.read.option("header", True).csv(str(outcome.path / "edges.csv"))
     bought = events_df(spark, rows).select(

@@ -35,8 +35,7 @@ from spark_app.training.split import (
     flag_latest,
     side_lists,
     side_sizes,
-    split_latest,
-    split_random,
+    split_flagged,
 )
 from tests.training_data import events_df
 
@@ -49,20 +48,24 @@ def _event(i: int, user: str, product: str, quantity: int, when: datetime) -> tu
     return (f"e{i}", user, product, quantity, when, None, "sales", 0, i)
 
 
-PAIRS_SCHEMA = (
-    "user_idx int, product_idx int, rating double, purchases long, last_event_time timestamp"
+NAMED_PAIRS = (
+    "user_id string, product_id string, rating double, purchases long, "
+    "last_event_time timestamp"
 )
 
 
 def _prepare(spark: SparkSession, events: DataFrame, state: Path) -> DataFrame:
-    """What the pipeline's prepare stage does: id maps from the events, then integer pairs."""
+    """What the pipeline's prepare stage does (id maps from the events, then integer pairs),
+    with the raw ids joined back: the indices themselves are the maps' business."""
     users, products = update_id_maps(spark, events, state)
-    return aggregate_indexed_pairs(attach_indices(events, users, products))
+    pairs = aggregate_indexed_pairs(attach_indices(events, users, products))
+    return pairs.join(users, USER_IDX).join(products, PRODUCT_IDX).select(
+        USER_ID, PRODUCT_ID, "rating", "purchases", "last_event_time")
 
 
 def test_pairs_sum_quantity_and_count_purchases_by_integer_pair(spark, tmp_path: Path) -> None:
     # Aggregated by (user_idx, product_idx) after mapping: the same pairs as aggregating by
-    # the string ids, then mapping them (a -> 0, b -> 1; x -> 0, y -> 1).
+    # the string ids.
     events = events_df(
         spark,
         [
@@ -73,7 +76,7 @@ def test_pairs_sum_quantity_and_count_purchases_by_integer_pair(spark, tmp_path:
         ],
     )
     expected = spark.createDataFrame(
-        [(0, 0, 5.0, 2, T2), (0, 1, 1.0, 1, T1), (1, 0, 4.0, 1, T1)], PAIRS_SCHEMA
+        [("a", "x", 5.0, 2, T2), ("a", "y", 1.0, 1, T1), ("b", "x", 4.0, 1, T1)], NAMED_PAIRS
     )
     assert_df_equality(
         _prepare(spark, events, tmp_path), expected, ignore_row_order=True, ignore_nullable=True
@@ -81,19 +84,19 @@ def test_pairs_sum_quantity_and_count_purchases_by_integer_pair(spark, tmp_path:
 
 
 def test_later_run_pairs_keep_the_indices_of_earlier_runs(spark, tmp_path: Path) -> None:
-    # Run 1 numbers users a -> 0, c -> 1 and product y -> 0; run 2 adds b -> 2 and x -> 1.
-    _prepare(spark, events_df(spark, [_event(1, "c", "y", 1, T0), _event(2, "a", "y", 1, T0)]),
-             tmp_path)  # fmt: skip
+    # Run 1 maps users c, a and product y; run 2 adds b and x: a and y keep their indices.
+    run1 = events_df(spark, [_event(1, "c", "y", 1, T0), _event(2, "a", "y", 1, T0)])
+    first_users, first_products = update_id_maps(spark, run1, tmp_path)
+    known = (set(first_users.collect()), set(first_products.collect()))
     run2 = events_df(
         spark,
         [_event(3, "b", "x", 2, T1), _event(4, "a", "y", 3, T2), _event(5, "a", "x", 1, T1)],
     )
-    expected = spark.createDataFrame(
-        [(2, 1, 2.0, 1, T1), (0, 0, 3.0, 1, T2), (0, 1, 1.0, 1, T1)], PAIRS_SCHEMA
-    )
-    assert_df_equality(
-        _prepare(spark, run2, tmp_path), expected, ignore_row_order=True, ignore_nullable=True
-    )
+    users, products = update_id_maps(spark, run2, tmp_path)
+    assert (known[0] <= set(users.collect()), known[1] <= set(products.collect()),
+            sorted(r[USER_IDX] for r in users.collect()),
+            sorted(r[PRODUCT_IDX] for r in products.collect())) == (
+        True, True, [0, 1, 2], [0, 1])
 
 
 def test_aggregating_events_without_indices_names_the_missing_columns(spark) -> None:
@@ -106,12 +109,16 @@ def test_id_map_keeps_old_indices_and_numbers_new_ids_after_max(spark, tmp_path:
     map_dir = tmp_path / "users"
     run1 = spark.createDataFrame([("c",), ("a",), ("b",), ("a",)], "user_id string")
     run2 = spark.createDataFrame([("b",), ("e",), ("a",), ("d",)], "user_id string")
-    update_id_map(spark, run1, map_dir, USER_ID, USER_IDX)
-    second = update_id_map(spark, run2, map_dir, USER_ID, USER_IDX)
-    expected = spark.createDataFrame(
-        [("a", 0), ("b", 1), ("c", 2), ("d", 3), ("e", 4)], "user_id string, user_idx int"
-    )
-    assert_df_equality(second, expected, ignore_row_order=True, ignore_nullable=True)
+    first = dict(update_id_map(spark, run1, map_dir, USER_ID, USER_IDX).collect())
+    second = dict(update_id_map(spark, run2, map_dir, USER_ID, USER_IDX).collect())
+    assert ({k: second[k] for k in first} == first, sorted(first.values()),
+            sorted(second[k] for k in ("d", "e"))) == (True, [0, 1, 2], [3, 4])
+
+
+def test_new_ids_are_numbered_densely_across_partitions(spark, tmp_path: Path) -> None:
+    ids = spark.createDataFrame([(f"u{i}",) for i in range(500)], "user_id string").repartition(7)
+    numbered = update_id_map(spark, ids, tmp_path / "users", USER_ID, USER_IDX)
+    assert sorted(r[USER_IDX] for r in numbered.collect()) == list(range(500))
 
 
 def test_id_map_without_new_ids_keeps_the_same_version(spark, tmp_path: Path) -> None:
@@ -155,7 +162,7 @@ def test_pairs_by_user_let_the_per_user_lists_reuse_their_shuffle(spark) -> None
 def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
     # user 1: 5 pairs, floor(5 * 0.4) = 2 newest held out; user 2: one pair stays in train;
     # user 3: 2 pairs, max(1, floor(0.8)) = 1 held out.
-    _, test = split_latest(_indexed_pairs(spark), 0.4)
+    _, test = split_flagged(flag_held_out(_indexed_pairs(spark), "latest", 0.4, seed=0))
     expected = spark.createDataFrame([(1, 11), (1, 12), (3, 11)], "user_idx int, product_idx int")
     assert_df_equality(
         test.select(USER_IDX, PRODUCT_IDX), expected, ignore_row_order=True, ignore_nullable=True
@@ -164,7 +171,7 @@ def test_latest_split_holds_out_each_users_newest_pairs(spark) -> None:
 
 def test_random_split_partitions_the_pairs(spark) -> None:
     pairs = _indexed_pairs(spark).cache()
-    train, test = split_random(pairs, 0.3, seed=3)
+    train, test = split_flagged(flag_held_out(pairs, "random", 0.3, seed=3))
     assert_df_equality(train.unionByName(test), pairs, ignore_row_order=True)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from tests.visualize_fixtures import png_size, top_products, write_rejected, write_run
+from visualize import plots
 from visualize.loading import load_history, load_run
 from visualize.plots import (
     PlotOptions,
@@ -117,7 +120,7 @@ def test_quality_has_one_point_per_run(tmp_path: Path) -> None:
     drawn = plot_quality(load_history(tmp_path), tmp_path / "q.png", current_run=runs[-1].run_id)
     assert drawn.run_ids == (*(r.run_id for r in runs), rejected)
     assert drawn.statuses == ("published",) * 3 + ("rejected",)
-    assert drawn.x_axis == "created_at"
+    assert drawn.x_axis == "sequence"
     for name in ("rmse", "precision_at_k", "ndcg_at_k", "coverage"):
         assert len(drawn.model[name]) == 4
         assert drawn.model[name][:3] == tuple(r.metrics["model"][name] for r in runs)
@@ -138,6 +141,72 @@ def test_quality_falls_back_to_sequence_without_timestamps(tmp_path: Path) -> No
     history = load_history(tmp_path).assign(created_at=None)
     drawn = plot_quality(history, tmp_path / "q.png")
     assert drawn.x_axis == "sequence"
+
+
+@pytest.fixture
+def saved(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
+    """Each figure the plots save, by file name, looked at just before it is saved."""
+    seen: dict[str, dict] = {}
+    original = plots._save
+
+    def save(fig: Figure, path: Path, dpi: int) -> tuple[int, int]:
+        seen[path.name] = {
+            "clipped": plots.clipped_texts(fig),
+            "x_ticks": [_shown_ticks(ax) for ax in fig.axes],
+        }
+        return original(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "_save", save)
+    return seen
+
+
+def _shown_ticks(ax) -> tuple[str, ...]:
+    """The x tick labels of ``ax`` inside its limits (what the picture shows)."""
+    low, high = sorted(ax.get_xlim())
+    locs = [at for at in ax.xaxis.get_majorticklocs() if low <= at <= high]
+    return tuple(ax.xaxis.get_major_formatter().format_ticks(locs))
+
+
+def test_quality_x_axis_is_the_run_number_not_the_clock(tmp_path: Path, saved) -> None:
+    """Defect 13 of issue 26: wall-clock ticks were unreadable; runs are numbered."""
+    for s in (1, 2, 3):
+        write_run(tmp_path, sequence=s, created_at=datetime(2026, 11, 27, 10, s, 7 * s, tzinfo=UTC))
+    plot_quality(load_history(tmp_path), tmp_path / "q.png", options=PlotOptions(dpi=30))
+    assert set(saved["q.png"]["x_ticks"]) == {("1", "2", "3")}
+
+
+def test_no_text_is_cut_off_in_any_picture(tmp_path: Path, saved) -> None:
+    """Defect 13 of issue 26: a panel title ran past the edge of degrees.png."""
+    write_run(tmp_path, sequence=1)
+    written = write_run(tmp_path, sequence=2, n_users=300, n_products=200)  # 13 never recommended
+    write_rejected(tmp_path, sequence=3)
+    run = load_run(written.path)
+    plot_graph(run.vertices, run.edges, tmp_path / "graph.png", run_id=run.run_id)
+    plot_degrees(run.vertices, run.metrics, tmp_path / "degrees.png")
+    plot_top_products(run.vertices, tmp_path / "top.png")
+    plot_quality(load_history(tmp_path), tmp_path / "quality.png", current_run=run.run_id)
+    assert {name: seen["clipped"] for name, seen in saved.items()} == {
+        "graph.png": [], "degrees.png": [], "top.png": [], "quality.png": []}
+
+
+def test_users_without_recommendation_are_counted_and_explained(tmp_path: Path) -> None:
+    run = load_run(write_run(tmp_path, n_users=10, n_products=12, recs_per_user=3).path)
+    lonely = pd.DataFrame({"id": ["u:l1", "u:l2"], "type": "user", "label": ["l1", "l2"],
+                           "in_degree": 0, "out_degree": 0})
+    vertices = pd.concat([run.vertices, lonely], ignore_index=True)
+    graph = plot_graph(vertices, run.edges, tmp_path / "g.png", options=PlotOptions(dpi=30))
+    degrees = plot_degrees(vertices, run.metrics, tmp_path / "d.png", options=PlotOptions(dpi=30))
+    assert (graph.users_without_recommendation, degrees.users_without_recommendation) == (2, 2)
+
+
+def test_ids_that_matplotlib_would_read_as_formulas_are_drawn_as_text(tmp_path: Path) -> None:
+    run = load_run(write_run(tmp_path, n_users=10, n_products=4, recs_per_user=2).path)
+    vertices = run.vertices.copy()
+    products = vertices["type"] == "product"
+    vertices.loc[products, "label"] = ["$\\frac$", "$x$", "a\x00b", "rtl\u202e"]
+    drawn = plot_top_products(vertices, tmp_path / "top.png", options=PlotOptions(dpi=30))
+    graph = plot_graph(vertices, run.edges, tmp_path / "g.png", options=PlotOptions(dpi=30))
+    assert (len(drawn.labels), graph.products_drawn) == (4, 4)
 
 
 def test_users_and_products_without_edges_are_still_drawn(tmp_path: Path) -> None:

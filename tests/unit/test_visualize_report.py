@@ -9,6 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from matplotlib import pyplot as plt
 
@@ -146,3 +149,57 @@ def test_the_visualizer_never_imports_pyspark() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120, check=False)
     assert done.returncode == 0
+
+
+# --- defect 13 of issue 26: the quarantine by reason per run; users with no recommendation -----
+
+
+def _quarantine_file(results: Path, batch: int, reasons: list[str], raw: pa.DataType) -> None:
+    folder = results / "quarantine" / f"batch_id={batch}"
+    folder.mkdir(parents=True, exist_ok=True)
+    values = [b"{oops"] * len(reasons) if raw == pa.binary() else ["{oops"] * len(reasons)
+    pq.write_table(pa.table({"raw_value": pa.array(values, raw), "reason": reasons}),
+                   folder / f"part-{len(list(folder.iterdir()))}.parquet")
+
+
+def _last_batch(run: Path, batch: int) -> None:
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "last_batch_id": batch}))
+
+
+def test_the_quarantine_is_counted_by_reason_per_run(tmp_path: Path) -> None:
+    _last_batch(write_run(tmp_path, sequence=1).path, 2)
+    _last_batch(write_run(tmp_path, sequence=2).path, 5)
+    # before 2026-12-03 raw_value was text; later files hold bytes: both are counted
+    _quarantine_file(tmp_path, 0, ["malformed_json", "empty_id:user_id"], pa.string())
+    _quarantine_file(tmp_path, 2, ["empty_id:product_id"], pa.binary())
+    _quarantine_file(tmp_path, 4, ["oversized", "oversized"], pa.binary())
+    _quarantine_file(tmp_path, 7, ["malformed_json"], pa.binary())
+    rendered = render_run(tmp_path, options=LOW_DPI)
+    assert rendered.quarantine.to_dict("index") == {
+        "run 1": {"empty_id": 2, "malformed_json": 1, "oversized": 0, "total": 3},
+        "run 2": {"empty_id": 0, "malformed_json": 0, "oversized": 2, "total": 2},
+        "since the last run": {"empty_id": 0, "malformed_json": 1, "oversized": 0, "total": 1},
+    }
+    assert "since the last run" in _parse(rendered.index).cells
+
+
+def test_users_without_a_recommendation_are_explained(tmp_path: Path) -> None:
+    run = write_run(tmp_path, sequence=1, n_users=30, n_products=12, recs_per_user=5).path
+    edges = pd.read_csv(run / "edges.csv")
+    lonely = ["u:U000003", "u:U000007"]
+    kept = edges[~edges["src"].isin(lonely)]
+    vertices = pd.read_csv(run / "vertices.csv", keep_default_na=False)
+    vertices.loc[vertices["id"].isin(lonely), "out_degree"] = 0
+    in_degree = kept["dst"].value_counts()
+    products = vertices["type"] == "product"
+    vertices.loc[products, "in_degree"] = (
+        vertices.loc[products, "id"].map(in_degree).fillna(0).astype(int))
+    kept.to_csv(run / "edges.csv", index=False)
+    vertices.to_csv(run / "vertices.csv", index=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["graph"]["edges"] = len(kept)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    page = render_run(tmp_path, options=LOW_DPI).index.read_text(encoding="utf-8")
+    assert ('id="no-recommendation">2 users got no recommendation' in page,
+            "already bought every product" in page) == (True, True)

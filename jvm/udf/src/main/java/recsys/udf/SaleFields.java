@@ -15,15 +15,20 @@ import org.apache.spark.sql.api.java.UDF1;
 /**
  * Reads the JSON value of one Kafka record in a single pass and returns, for each field of a
  * sales event, its JSON type and its value. The checks that turn these into a quarantine reason
- * live in spark_app/stream/validate.py; this class only parses.
+ * live in spark_app/stream/validate.py; this class only parses (and names the first blank id,
+ * as {@link #firstBlankId} says).
  *
  * <p>Registered by validate.py as a Spark SQL function returning {@link #SCHEMA}. One streaming
  * parse with Jackson (the JSON library Spark itself ships) replaces building a VARIANT and
  * extracting each field from it: the whole validation runs 3.3x faster (benchmarks/RESULTS.md).
  *
- * <p>What counts as malformed: anything Jackson's default (strict) settings refuse (comments,
- * single quotes, NaN, leading zeros, invalid UTF-8 in a value it reads...), an object with a
- * duplicate key at any depth, an empty value, and anything after the first JSON value.
+ * <p>What counts as malformed: a value that is not well-formed UTF-8 (checked first, over the
+ * whole value: Jackson itself reads an overlong {@code C0 AF} as {@code /}), anything Jackson's
+ * default (strict) settings refuse (comments, single quotes, NaN, leading zeros, nesting or
+ * numbers beyond its limits...), an object with a duplicate key at any depth, an empty value,
+ * anything after the first JSON value, and an id or timestamp string holding a lone UTF-16
+ * surrogate (an escape such as {@code "\ud800"} that encodes no character: it has no UTF-8
+ * form, and two such ids would be stored as the same text).
  */
 public final class SaleFields implements UDF1<byte[], Row> {
   private static final long serialVersionUID = 1L;
@@ -34,7 +39,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
           + "event_id_type STRING, user_id_type STRING, product_id_type STRING, "
           + "quantity_type STRING, timestamp_type STRING, price_type STRING, "
           + "event_id STRING, user_id STRING, product_id STRING, timestamp_text STRING, "
-          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT";
+          + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT, "
+          + "blank_id STRING";
 
   /** Values of the {@code json} field: the shape of the whole record. */
   public static final String OBJECT = "object";
@@ -67,7 +73,8 @@ public final class SaleFields implements UDF1<byte[], Row> {
   private static final int TIMESTAMP_MILLIS = 12;
   private static final int PRICE = 13;
   private static final int TIMESTAMP_MICROS = 14;
-  private static final int WIDTH = 15;
+  private static final int BLANK_ID = 15;
+  private static final int WIDTH = 16;
 
   private static final JsonFactory JSON =
       JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
@@ -75,7 +82,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
   @Override
   public Row call(byte[] value) {
     Object[] row = new Object[WIDTH];
-    if (value == null) { // a Kafka record without a value
+    if (value == null || !isWellFormedUtf8(value)) { // no value, or not UTF-8 text
       return malformed(row);
     }
     try (JsonParser parser = JSON.createParser(value)) {
@@ -83,6 +90,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
       if (first == JsonToken.START_OBJECT) {
         readObject(parser, row);
         row[SHAPE] = OBJECT;
+        row[BLANK_ID] = firstBlankId(row);
       } else if (first != null) {
         parser.skipChildren();
         row[SHAPE] = NOT_AN_OBJECT;
@@ -94,6 +102,48 @@ public final class SaleFields implements UDF1<byte[], Row> {
     } catch (Exception e) { // Jackson's parse errors; a bad record must not fail the batch
       return malformed(row);
     }
+  }
+
+  /**
+   * Whether {@code bytes} is well-formed UTF-8 (the Unicode standard's table 3-7): no overlong
+   * form, no surrogate, nothing above U+10FFFF, no sequence cut short. ASCII costs one compare
+   * per byte.
+   */
+  static boolean isWellFormedUtf8(byte[] bytes) {
+    int i = 0;
+    int n = bytes.length;
+    while (i < n) {
+      int b = bytes[i] & 0xFF;
+      if (b < 0x80) {
+        i++;
+        continue;
+      }
+      int need;
+      int low = 0x80;
+      int high = 0xBF; // the allowed range of the first continuation byte
+      if (b >= 0xC2 && b <= 0xDF) {
+        need = 1;
+      } else if (b >= 0xE0 && b <= 0xEF) {
+        need = 2;
+        if (b == 0xE0) low = 0xA0; // overlong
+        if (b == 0xED) high = 0x9F; // surrogates
+      } else if (b >= 0xF0 && b <= 0xF4) {
+        need = 3;
+        if (b == 0xF0) low = 0x90; // overlong
+        if (b == 0xF4) high = 0x8F; // above U+10FFFF
+      } else {
+        return false; // a continuation byte, C0, C1 or F5..FF
+      }
+      if (i + need >= n) return false; // cut short
+      int first = bytes[i + 1] & 0xFF;
+      if (first < low || first > high) return false;
+      for (int k = 2; k <= need; k++) {
+        int next = bytes[i + k] & 0xFF;
+        if (next < 0x80 || next > 0xBF) return false;
+      }
+      i += need + 1;
+    }
+    return true;
   }
 
   private static Row malformed(Object[] row) {
@@ -142,7 +192,11 @@ public final class SaleFields implements UDF1<byte[], Row> {
     };
   }
 
-  private static void keepString(int field, String text, Object[] row) {
+  private static void keepString(int field, String text, Object[] row)
+      throws java.io.IOException {
+    if (hasLoneSurrogate(text)) {
+      throw new java.io.CharConversionException("a string holds a lone UTF-16 surrogate");
+    }
     switch (FIELDS[field]) {
       case "event_id" -> row[EVENT_ID] = text;
       case "user_id" -> row[USER_ID] = text;
@@ -153,6 +207,43 @@ public final class SaleFields implements UDF1<byte[], Row> {
       }
       default -> { } // a string quantity or price: its type says enough
     }
+  }
+
+  /**
+   * The first of user_id, product_id, event_id (in that order) whose string is blank, or null.
+   * Blank: empty, or only characters that {@link Character#isWhitespace}, {@link
+   * Character#isSpaceChar} or U+0085 accept: the set of Python's str.isspace(), declared as
+   * BLANK_CHARACTERS in recsys_contract/events.py (tests/unit/test_stream_validate.py sends
+   * each of them).
+   */
+  static String firstBlankId(Object[] row) {
+    if (isBlank((String) row[USER_ID])) return "user_id";
+    if (isBlank((String) row[PRODUCT_ID])) return "product_id";
+    if (isBlank((String) row[EVENT_ID])) return "event_id";
+    return null;
+  }
+
+  static boolean isBlank(String text) {
+    if (text == null) return false; // absent or not a string: another check names it
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      if (!Character.isWhitespace(c) && !Character.isSpaceChar(c) && c != '\u0085') return false;
+    }
+    return true;
+  }
+
+  /** Whether {@code text} holds a surrogate that is not half of a pair (no Unicode character). */
+  static boolean hasLoneSurrogate(String text) {
+    for (int i = 0; i < text.length(); i++) {
+      char c = text.charAt(i);
+      if (Character.isHighSurrogate(c) && i + 1 < text.length()
+          && Character.isLowSurrogate(text.charAt(i + 1))) {
+        i++; // a valid pair
+      } else if (Character.isSurrogate(c)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   private static void keepFloat(int field, JsonParser parser, Object[] row)
