@@ -26,18 +26,16 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from spark_app.config import load_config
 
 from benchmarks.bench_ingest import WARMUP_BATCHES, produce
 from benchmarks.bench_training import synthetic_events
 from infra.hdfs_local import LocalHdfs
 from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
+from recsys_contract.config import load_config
 from spark_app.session import create_session
 from spark_app.storage import join
 from spark_app.stream.batch import BatchProcessor, BatchSettings
@@ -51,12 +49,8 @@ def ingest(spark, bootstrap: str, topic: str, root: str, per_trigger: int,
            consumer_options: dict[str, str]) -> tuple[float, int]:
     """(sum of batch durations in seconds, events stored) of the job's handler over `topic`,
     its state under `root` (a URI)."""
-    settings = BatchSettings(
-        max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
-        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=10**12, window_events=0,
-        max_wait_seconds=0, events_dir=join(root, "events"),
-        quarantine_dir=join(root, "quarantine"), state_dir=join(root, "state"),
-    )
+    no_training = load_config(overrides=["training.threshold=1000000000000"])
+    settings = BatchSettings.from_config(no_training, state=join(root, "state"), results=root)
     processor = BatchProcessor(settings, lambda *a: (None, None))
     stream = kafka_stream(spark, bootstrap_servers=bootstrap, topic=topic,
                           starting_offsets="earliest", max_offsets_per_trigger=per_trigger,

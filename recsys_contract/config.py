@@ -68,6 +68,7 @@ class KafkaConfig(_Section):
     max_offsets_per_trigger: int = Field(ge=0)
     fail_on_data_loss: bool
     connect_timeout_seconds: float = Field(gt=0)
+    topic_wait_seconds: float = Field(ge=0)
     consumer_options: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("consumer_options", mode="before")
@@ -126,6 +127,7 @@ class TrainingConfig(_Section):
     max_wait_seconds: float = Field(ge=0)
     window_events: int = Field(ge=0)
     runner: Literal["als", "record"]
+    catch_up: Literal["exact", "latest"]
 
 
 class PathsConfig(_Section):

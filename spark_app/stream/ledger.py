@@ -28,6 +28,11 @@ class TrainingRecord:
     trigger: str  # "threshold" or "max_wait"
     run_id: str | None = None
     accepted: bool | None = None
+    # Earlier cuts this run stood in for (training.catch_up: latest), not trained on their own
+    skipped_cuts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skipped_cuts", tuple(self.skipped_cuts))  # JSON gives a list
 
 
 @dataclass(frozen=True)
