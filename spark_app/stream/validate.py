@@ -7,8 +7,8 @@ Each record's JSON is read once, by the project's Spark SQL function `SaleFields
 jvm/udf/: a streaming parse with the Jackson library Spark ships). It returns each field's JSON
 type beside its value, so a quantity sent as the string "3" is told apart from the integer 3,
 and a JSON null from a missing field. The checks that name a reason are the Spark column
-expressions below. (Building a Spark VARIANT and extracting each field from it did the same;
-`classify` took 3.3x as long that way; see benchmarks/RESULTS.md.)
+expressions below. (Building a Spark VARIANT and extracting each field from it did the same,
+more slowly: benchmarks/RESULTS.md, "Decisions", row `record parser in Java`.)
 """
 
 from __future__ import annotations
@@ -172,9 +172,9 @@ class Classifier:
     """`classify` with its column expressions built once, for the limits given.
 
     The expressions depend only on the limits, so a streaming job builds them once and each
-    micro-batch costs three projections. Built per batch, they took ~0.2 s of calls into the
-    JVM, about a tenth of a 500k-record batch (benchmarks/RESULTS.md). Column expressions
-    refer to columns by name, so one set serves every batch's DataFrame.
+    micro-batch costs three projections instead of the calls into the JVM that building them
+    takes (benchmarks/RESULTS.md, "Decisions", row `the checks' expressions built once`).
+    Column expressions refer to columns by name, so one set serves every batch's DataFrame.
     """
 
     def __init__(
