@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -103,6 +104,8 @@ class StreamConfig(_Section):
     max_quantity: int = Field(gt=0)
     max_future_seconds: int = Field(ge=0)
     min_timestamp: str
+    min_rating: float
+    max_rating: float
     quarantine_max_bytes: int = Field(ge=0)
     progress_every_batches: int = Field(gt=0)
 
@@ -116,6 +119,14 @@ class StreamConfig(_Section):
             raise ValueError(f"{value} is a date; give an instant, e.g. {value}T00:00:00Z")
         if isinstance(value, str):
             parse_instant(value)
+        return value
+
+    @field_validator("max_rating")
+    @classmethod
+    def _rating_range(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_rating")
+        if low is not None and value < low:
+            raise ValueError(f"max_rating is below min_rating ({low})")
         return value
 
     @property
