@@ -225,6 +225,23 @@ def _documents(
             "top1pct_edge_share": round(share, 4),
             "gini_in_degree": round(gini, 4),
         },
+        "beyond_accuracy": {
+            "catalog_coverage": round(float((in_deg > 0).mean()), 4),
+            "gini": round(gini, 4),
+            "novelty": round(3.0 + 0.1 * sequence, 4),
+            "intra_list_diversity": round(0.5 + 0.01 * sequence, 4),
+        },
+        "selection": {
+            "metric": "ndcg_at_k",
+            "chosen": {"rank": 10.0, "reg_param": 0.1, "alpha": 1.0},
+            "validation_pairs": 500,
+            "candidates": [
+                {"parameters": {"rank": 10.0, "reg_param": 0.1, "alpha": 1.0},
+                 "validation": 0.21, "fit_seconds": 1.5},
+                {"parameters": {"rank": 20.0, "reg_param": 0.01, "alpha": 10.0},
+                 "validation": 0.17, "fit_seconds": 2.5},
+            ],
+        },
     }
     return manifest, metrics
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ import pandas as pd
 from recsys_contract.errors import RunFormatError
 from recsys_contract.events import PRODUCT_ID
 from recsys_contract.runs import (
+    BEYOND_ACCURACY_NAMES,
     CSV_FILES,
     CSV_PART_GLOB,
     EDGE_DST,
@@ -352,12 +353,16 @@ def _history_row(folder: Path, status: str) -> dict[str, Any] | None:
     for side, figures in (("model", metrics.model), ("baseline", metrics.baseline)):
         for name in METRIC_NAMES:
             row[f"{side}_{name}"] = figures.get(name)
+    beyond = asdict(metrics.beyond_accuracy) if metrics.beyond_accuracy is not None else {}
+    for name in BEYOND_ACCURACY_NAMES:  # the model's lists only: the baseline has no factors
+        row[f"model_{name}"] = beyond.get(name)
     return row
 
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "run_id", "status", "sequence", "created_at", "k", "training_set", "last_batch_id",
     *(f"{side}_{name}" for side in ("model", "baseline") for name in METRIC_NAMES),
+    *(f"model_{name}" for name in BEYOND_ACCURACY_NAMES),
 )
 
 

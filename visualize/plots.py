@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from recsys_contract.runs import (
+    BEYOND_ACCURACY_NAMES,
     EDGE_DST,
     EDGE_SRC,
     IN_DEGREE,
@@ -51,7 +52,11 @@ METRIC_TITLES = {
     "recall_at_k": "Recall@{k}",
     "ndcg_at_k": "NDCG@{k}",
     "map_at_k": "MAP@{k}",
-    "coverage": "Catalogue coverage",
+    "coverage": "Coverage of the test users' lists",
+    "catalog_coverage": "Catalogue coverage (all lists)",
+    "gini": "Gini of recommendation counts",
+    "novelty": "Novelty (bits, higher = rarer)",
+    "intra_list_diversity": "Intra-list diversity",
 }
 
 
@@ -63,7 +68,7 @@ class PlotOptions:
     graph_size: tuple[float, float] = (12.0, 12.0)  # inches; 1200x1200 px at 100 dpi
     degree_size: tuple[float, float] = (13.0, 5.0)
     top_size: tuple[float, float] = (10.0, 6.0)
-    quality_size: tuple[float, float] = (15.0, 8.0)
+    quality_size: tuple[float, float] = (20.0, 8.0)
     max_products: int = 20  # more products than this: draw a sample, the top ones by in-degree
     max_users: int = 150  # more users than this: sample them round-robin by best score
     top_n: int = 10  # bars in the top-products chart
@@ -524,6 +529,39 @@ def plot_top_products(
 # --- quality over runs -------------------------------------------------------------------------
 
 
+QUALITY_PANELS: tuple[str, ...] = (*METRIC_NAMES, *BEYOND_ACCURACY_NAMES)
+
+
+def _points(values: np.ndarray) -> tuple[float | None, ...]:
+    return tuple(None if np.isnan(v) else float(v) for v in values)
+
+
+def _quality_panel(ax: Any, x: np.ndarray, model: np.ndarray, base: np.ndarray,
+                   history: pd.DataFrame, current_run: str | None) -> None:
+    """One metric over runs: the baseline's line, published and rejected runs, this run."""
+    published = (history["status"] == PUBLISHED).to_numpy()
+    rejected = (history["status"] == REJECTED).to_numpy()
+    if np.isfinite(base).any():
+        ax.plot(x, base, ls="--", marker="s", ms=4, color=BASELINE_COLOUR, label="baseline")
+    else:
+        ax.text(0.02, 0.04, "baseline: n/a", transform=ax.transAxes, color=BASELINE_COLOUR)
+    ax.plot(x[published], model[published], marker="o", ms=6, color=MODEL_COLOUR,
+            label="model (published)")
+    if rejected.any():
+        ax.plot(x[rejected], model[rejected], ls="", marker="X", ms=9,
+                color=REJECTED_COLOUR, label="model (rejected)")
+    current = (history["run_id"] == current_run).to_numpy() if current_run else None
+    if current is not None and current.any():
+        ax.plot(x[current], model[current], ls="", marker="o", ms=13, mfc="none",
+                mec="black", mew=1.5, label="this run")
+    ax.margins(y=0.15)
+    ax.grid(True, alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
+    ax.set_xlabel("training run (number)")
+    if len(history) == 1:  # one run: give the lone point some room
+        ax.set_xlim(x[0] - 1.0, x[0] + 1.0)
+
+
 def plot_quality(
     history: pd.DataFrame,
     path: Path,
@@ -532,57 +570,38 @@ def plot_quality(
     options: PlotOptions = DEFAULT_OPTIONS,
 ) -> QualityDrawing:
     """Model vs baseline for every run by its number (the manifest's sequence: runs are evenly
-    spaced in events, not in time); rejected runs as red crosses."""
+    spaced in events, not in time), then the beyond-accuracy figures of the model's lists;
+    rejected runs as red crosses."""
     history = history.reset_index(drop=True)
     seq = history["sequence"].to_numpy(dtype=float)
-    fallback = np.arange(1, len(history) + 1, dtype=float)
-    x = np.where(np.isnan(seq), fallback, seq)
-    x_axis = "sequence"
-    published = (history["status"] == PUBLISHED).to_numpy()
-    rejected = (history["status"] == REJECTED).to_numpy()
+    x = np.where(np.isnan(seq), np.arange(1, len(history) + 1, dtype=float), seq)
     ks = history["k"].dropna()
     k = int(ks.iloc[-1]) if len(ks) else 10
+    missing = np.full(len(history), np.nan)
 
     fig = Figure(figsize=options.quality_size, dpi=options.dpi, layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+    axes = fig.subplots(2, len(QUALITY_PANELS) // 2).ravel()
     model_points: dict[str, tuple[float | None, ...]] = {}
     baseline_points: dict[str, tuple[float | None, ...]] = {}
-    current = (history["run_id"] == current_run).to_numpy() if current_run else None
-    for ax, name in zip(axes, METRIC_NAMES, strict=True):
+    for ax, name in zip(axes, QUALITY_PANELS, strict=True):
         model = history[f"model_{name}"].to_numpy(dtype=float)
-        base = history[f"baseline_{name}"].to_numpy(dtype=float)
-        model_points[name] = tuple(None if np.isnan(v) else float(v) for v in model)
-        baseline_points[name] = tuple(None if np.isnan(v) else float(v) for v in base)
-        if np.isfinite(base).any():
-            ax.plot(x, base, ls="--", marker="s", ms=4, color=BASELINE_COLOUR, label="baseline")
-        else:
-            ax.text(0.02, 0.04, "baseline: n/a", transform=ax.transAxes, color=BASELINE_COLOUR)
-        ax.plot(x[published], model[published], marker="o", ms=6, color=MODEL_COLOUR,
-                label="model (published)")
-        if rejected.any():
-            ax.plot(x[rejected], model[rejected], ls="", marker="X", ms=9,
-                    color=REJECTED_COLOUR, label="model (rejected)")
-        if current is not None and current.any():
-            ax.plot(x[current], model[current], ls="", marker="o", ms=13, mfc="none",
-                    mec="black", mew=1.5, label="this run")
+        base = (history[f"baseline_{name}"].to_numpy(dtype=float)
+                if f"baseline_{name}" in history else missing)
+        model_points[name], baseline_points[name] = _points(model), _points(base)
+        _quality_panel(ax, x, model, base, history, current_run)
         ax.set_title(METRIC_TITLES[name].format(k=k), fontsize=12)
-        ax.margins(y=0.15)
-        ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True, min_n_ticks=1))
-        ax.set_xlabel("training run (number)")
-        if len(history) == 1:  # one run: give the lone point some room
-            ax.set_xlim(x[0] - 1.0, x[0] + 1.0)
     handles, names = axes[1].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=len(names), fontsize=11)
-    n_pub, n_rej = int(published.sum()), int(rejected.sum())
+    n_pub = int((history["status"] == PUBLISHED).sum())
+    n_rej = int((history["status"] == REJECTED).sum())
     fig.suptitle(
-        f"Quality over runs: model vs popularity baseline (k={k}) — "
+        f"Quality over runs: model vs popularity baseline (k={k}), then beyond accuracy — "
         f"{n_pub} published, {n_rej} rejected",
         fontsize=14,
     )
     size = _save(fig, path, options.dpi)
     return QualityDrawing(
         path=path, size_px=size, run_ids=tuple(history["run_id"]),
-        statuses=tuple(history["status"]), x_axis=x_axis, model=model_points,
+        statuses=tuple(history["status"]), x_axis="sequence", model=model_points,
         baseline=baseline_points,
     )

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from recsys_contract.runs import (
+    BEYOND_ACCURACY_NAMES,
     CSV_FILES,
     LATEST,
     MANIFEST,
@@ -247,6 +248,50 @@ def _metrics_table(metrics: Metrics) -> str:
     return _table(rows, ("metric", "model", "baseline", "model − baseline"), row_class=classes)
 
 
+def _beyond_table(metrics: Metrics) -> str:
+    """The run's beyond-accuracy figures (of every served list), or a note if it has none."""
+    if metrics.beyond_accuracy is None:
+        return '<p class="sub">This run has no beyond-accuracy figures.</p>'
+    figures = asdict(metrics.beyond_accuracy)
+    return _table([(_e(METRIC_TITLES[name]), _fmt(figures.get(name)))
+                   for name in BEYOND_ACCURACY_NAMES], ("beyond accuracy", "model"))
+
+
+def _selection_section(metrics: Metrics) -> str:
+    """The candidates the run's model selection tried on its validation pairs, the chosen one
+    highlighted; or which run's choice was reused; or nothing when selection is off."""
+    chosen = metrics.selection
+    if chosen is None:
+        return '<p class="sub">Model selection is off: the configured ALS settings were fitted.</p>'
+    settings = ", ".join(f"{_e(k)} {_fmt(v)}" for k, v in chosen.chosen.items())
+    if not chosen.candidates:
+        return (f'<p class="sub">Settings {settings} reused from run '
+                f"{_e(chosen.reused_from or '–')} (selection runs every few runs).</p>")
+    names = sorted({name for c in chosen.candidates for name in c.parameters})
+    rows, classes = [], {}
+    for n, candidate in enumerate(chosen.candidates):
+        rows.append((*(_fmt(candidate.parameters.get(name)) for name in names),
+                     _fmt(candidate.validation), _fmt(candidate.fit_seconds, 2)))
+        if candidate.parameters == chosen.chosen:
+            classes[n] = "accept"
+    note = (f'<p class="sub">{len(chosen.candidates)} candidates tried on '
+            f"{_fmt(chosen.validation_pairs)} validation pairs carved from the training pairs "
+            f"(never the test pairs), judged by {_e(chosen.metric)}; chosen: {settings}.</p>")
+    return note + _table(rows, (*names, f"validation {chosen.metric}", "fit seconds"),
+                         numeric_from=0, row_class=classes)
+
+
+def _metrics_note(metrics: Metrics) -> str:
+    """What decided the verdict: ranking metrics (implicit) or the RMSE on ratings (explicit)."""
+    judged = ("RMSE on the held-out ratings against the bias baseline (global mean plus user "
+              "and product biases) decides; the ranking metrics are shown for comparison"
+              if metrics.feedback == "explicit" else
+              "RMSE is a sanity figure (implicit preferences), the ranking metrics are the measure")
+    return (f'<p class="sub">k = {_e(metrics.k)}, split {_e(metrics.split)}, '
+            f"{_fmt(metrics.test_users)} test users; acceptance metric "
+            f"{_e(metrics.accept_metric)} with margin {_e(metrics.accept_margin)}. {judged}.</p>")
+
+
 def _figure(src: str, alt: str, caption: str, drawing_size: tuple[int, int]) -> str:
     """A <figure> with a relative image; width/height attributes keep the layout stable."""
     w, h = drawing_size
@@ -325,12 +370,13 @@ def build_html(
         f"<h1>Recommendation run {_e(run.run_id)} {badge}</h1>",
         f'<p class="sub">created {_e(man.created_at)} · training run '
         f'#{_e(man.sequence)} · {_e(man.reason)}</p>',
-        '<h2 id="metrics">Model vs popularity baseline</h2>',
-        f'<p class="sub">k = {_e(m.k)}, split {_e(m.split)}, '
-        f'{_fmt(m.test_users)} test users; acceptance metric '
-        f'{_e(m.accept_metric)} with margin {_e(m.accept_margin)}. '
-        "RMSE is a sanity figure (implicit preferences), the ranking metrics are the measure.</p>",
+        '<h2 id="metrics">Model vs baseline</h2>',
+        _metrics_note(m),
         _metrics_table(m),
+        '<h2 id="beyond">Beyond accuracy</h2>',
+        _beyond_table(m),
+        '<h2 id="selection">Model selection</h2>',
+        _selection_section(m),
         '<h2 id="quality">Quality over runs</h2>',
         _figure(QUALITY_PNG, "quality over runs",
                 f"{len(quality.run_ids)} runs ({quality.statuses.count('rejected')} rejected), "

@@ -125,7 +125,9 @@ def test_quality_has_one_point_per_run(tmp_path: Path) -> None:
         assert len(drawn.model[name]) == 4
         assert drawn.model[name][:3] == tuple(r.metrics["model"][name] for r in runs)
     assert drawn.baseline["rmse"] == (None,) * 4
-    assert png_size(drawn.path) == drawn.size_px == (1500, 800)
+    assert drawn.model["novelty"][:3] == tuple(
+        r.metrics["beyond_accuracy"]["novelty"] for r in runs)
+    assert png_size(drawn.path) == drawn.size_px == (2000, 800)
 
 
 def test_quality_with_a_single_run(tmp_path: Path) -> None:
@@ -133,7 +135,7 @@ def test_quality_with_a_single_run(tmp_path: Path) -> None:
     drawn = plot_quality(load_history(tmp_path), tmp_path / "q.png", current_run=run.run_id)
     assert drawn.run_ids == (run.run_id,)
     assert drawn.model["ndcg_at_k"] == (run.metrics["model"]["ndcg_at_k"],)
-    assert png_size(drawn.path) == (1500, 800)
+    assert png_size(drawn.path) == (2000, 800)
 
 
 def test_quality_falls_back_to_sequence_without_timestamps(tmp_path: Path) -> None:

@@ -203,3 +203,12 @@ def test_users_without_a_recommendation_are_explained(tmp_path: Path) -> None:
     page = render_run(tmp_path, options=LOW_DPI).index.read_text(encoding="utf-8")
     assert ('id="no-recommendation">2 users got no recommendation' in page,
             "already bought every product" in page) == (True, True)
+
+
+def test_the_run_shows_its_selection_candidates_and_beyond_accuracy(tmp_path: Path) -> None:
+    run = write_run(tmp_path, sequence=1)
+    page = _parse(render_run(tmp_path, options=LOW_DPI).index)
+    chosen, other = run.metrics["selection"]["candidates"]
+    novelty = run.metrics["beyond_accuracy"]["novelty"]
+    assert {f"{chosen['validation']:.4f}", f"{other['validation']:.4f}",
+            "Novelty (bits, higher = rarer)", f"{novelty:.4f}"} <= set(page.cells)
