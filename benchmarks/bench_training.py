@@ -265,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         help="time a bare fit after every warm cycle too, for each cycle's ratio to the fits "
         "on either side of it (default: on)",
     )
+    parser.add_argument(
+        "--selection-every", type=int, default=0,
+        help="selection.every_n_runs for the cycles (default 0: the fixed ALS settings, as the "
+        "reference figures were measured; bench_selection.py measures what selection costs)",
+    )
     parser.add_argument("--skip-implicit", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
@@ -356,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"als.alpha={args.alpha}",
                     f"als.seed={args.seed}",
                     f"graph.pagerank_iterations={args.pagerank_iterations}",
+                    f"selection.every_n_runs={args.selection_every}",
                 ]
             )
 

@@ -124,18 +124,12 @@ def valid_events(ids: tuple[str, ...] = HOSTILE_IDS, *, timestamp_ms: int,
     return events
 
 
-def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                    seed: int = 26) -> list[HostileRecord]:
-    """The fuzz corpus: one record of each hostile kind (more than 60), each labelled with the
-    reason the job gives it with the default limits (stream.max_message_bytes as given,
-    max_quantity 1000, min_timestamp 2000-01-01, max_future_seconds 3600) when it is sent at
-    about `now_ms`; then the valid events of `valid_events` (kind `valid_ids`)."""
-    rng = random.Random(seed)
-    ok_time = format_timestamp(now_ms - 86_400_000)
-    base: dict[str, Any] = {EVENT_ID: "fuzz", USER_ID: "u1", PRODUCT_ID: "p1", QUANTITY: 2,
-                            TIMESTAMP: ok_time, PRICE: 9.5}
-    text = _json(base)
-    kinds: list[tuple[str, bytes | None, str | None]] = [
+Kind = tuple[str, bytes | None, str | None]  # (kind, raw value or None, expected reason)
+
+
+def _not_strict_json(base: dict[str, Any], text: bytes, rng: random.Random) -> list[Kind]:
+    """Values that are not JSON, not strict JSON, or JSON but not an object."""
+    return [
         # --- not JSON, or not strict JSON
         ("random_bytes", b"\xff" + rng.randbytes(63), Reason.MALFORMED_JSON),
         ("random_ascii", bytes(rng.choices(b"{}[]:,\"'\\ abc019", k=64)) + b"{",
@@ -175,6 +169,13 @@ def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE
         ("number", b"42", Reason.NOT_AN_OBJECT),
         ("true", b"true", Reason.NOT_AN_OBJECT),
         ("null", b"null", Reason.NOT_AN_OBJECT),
+    ]
+
+
+def _field_kinds(base: dict[str, Any], now_ms: int, max_message_bytes: int) -> list[Kind]:
+    """Events too large, or with a field missing, of the wrong type, blank or out of range."""
+    ok_time = format_timestamp(now_ms - 86_400_000)
+    return [
         # --- size
         ("huge", _event(base, pad="x" * 600_000), Reason.OVERSIZED),
         ("one_byte_too_many", _padded(base, max_message_bytes + 1), Reason.OVERSIZED),
@@ -219,6 +220,16 @@ def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE
         ("price_400_digits", _with_raw(base, PRICE, "9" * 400), Reason.PRICE_INVALID),
         ("price_string", _event(base, price="cheap"), Reason.PRICE_INVALID),
         ("price_negative", _event(base, price=-0.01), Reason.PRICE_INVALID),
+        ("rating_string", _event(base, rating="5 stars"), Reason.RATING_INVALID),
+        ("rating_1e400", _with_raw(base, "rating", "1e400"), Reason.RATING_INVALID),
+        ("rating_above_range", _event(base, rating=5.5), Reason.RATING_INVALID),
+        ("rating_negative", _event(base, rating=-0.5), Reason.RATING_INVALID),
+    ]
+
+
+def _odd_but_valid(base: dict[str, Any], ok_time: str, max_message_bytes: int) -> list[Kind]:
+    """Records the job must store although they look suspicious."""
+    return [
         # --- valid, though odd
         ("exactly_max_bytes", _padded({**base, EVENT_ID: "fuzz-max"}, max_message_bytes),
          None),
@@ -232,6 +243,21 @@ def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE
         ("hostile_extra_fields", _json({**base, EVENT_ID: "fuzz-extra", "\x00k": "v\x00",
                                         "\U0001f600": ["<script>", {"\u202e": None}]}), None),
     ]
+
+
+def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                    seed: int = 26) -> list[HostileRecord]:
+    """The fuzz corpus: one record of each hostile kind (more than 60), each labelled with the
+    reason the job gives it with the default limits (stream.max_message_bytes as given,
+    max_quantity 1000, min_timestamp 2000-01-01, max_future_seconds 3600) when it is sent at
+    about `now_ms`; then the valid events of `valid_events` (kind `valid_ids`)."""
+    rng = random.Random(seed)
+    ok_time = format_timestamp(now_ms - 86_400_000)
+    base: dict[str, Any] = {EVENT_ID: "fuzz", USER_ID: "u1", PRODUCT_ID: "p1", QUANTITY: 2,
+                            TIMESTAMP: ok_time, PRICE: 9.5}
+    text = _json(base)
+    kinds = [*_not_strict_json(base, text, rng), *_field_kinds(base, now_ms, max_message_bytes),
+             *_odd_but_valid(base, ok_time, max_message_bytes)]
     kinds += [
         (f"user_id_blank_U+{ord(c):04X}", _event(base, user_id=c),
          Reason.of(Reason.EMPTY_ID, USER_ID))

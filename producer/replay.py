@@ -260,6 +260,65 @@ def _parse_times(values: pd.Series, timestamp_format: str | None) -> np.ndarray:
     return millis
 
 
+def _add_chunk(parts: dict[str, list[Any]], frame: pd.DataFrame, mapping: ColumnMapping,
+               timestamp_format: str | None, offset: int) -> int:
+    """Append the readable rows of one CSV chunk (starting at row `offset`) to `parts`; return
+    how many rows were skipped (unreadable timestamp, empty id or amount)."""
+    amount_col = mapping.quantity or mapping.rating
+    ts = _parse_times(frame[mapping.timestamp], timestamp_format)
+    users = frame[mapping.user].str.strip()
+    products = frame[mapping.product].str.strip()
+    if amount_col:
+        amount = pd.to_numeric(frame[amount_col], errors="coerce").to_numpy(dtype=np.float64)
+    else:
+        amount = np.ones(len(frame))
+    ok = (
+        np.isfinite(ts)
+        & np.isfinite(amount)
+        & users.fillna("").ne("").to_numpy()
+        & products.fillna("").ne("").to_numpy()
+    )
+    parts["row"].append(np.arange(offset, offset + len(frame), dtype=np.int64)[ok])
+    parts["ts"].append(ts[ok].astype(np.int64))
+    parts["user"].append(pd.Categorical(users[ok]))
+    parts["product"].append(pd.Categorical(products[ok]))
+    if mapping.rating:  # the rating as it is; each row one purchase
+        parts["rating"].append(amount[ok])
+        qty = np.ones(int(ok.sum()))
+    else:
+        qty = np.rint(amount[ok])
+    parts["qty"].append(qty.astype(np.int64))
+    if mapping.price:
+        parts["price"].append(
+            pd.to_numeric(frame[mapping.price], errors="coerce").to_numpy(np.float64)[ok]
+        )
+    return int((~ok).sum())
+
+
+def _sorted_table(name: str, parts: dict[str, list[Any]], mapping: ColumnMapping,
+                  skipped: int) -> ReplayTable:
+    """The chunks' rows as one table, sorted by timestamp (stable: file order among ties)."""
+    if not parts["ts"]:
+        empty = pd.Categorical([])
+        return ReplayTable(name, np.array([], np.int64), np.array([], np.int64), empty,
+                           empty, np.array([], np.int64), None, None, skipped)
+    ts_all = np.concatenate(parts["ts"])
+    order = np.argsort(ts_all, kind="stable")
+    users_all = union_categoricals(parts["user"])
+    products_all = union_categoricals(parts["product"])
+    return ReplayTable(
+        name=name,
+        row=np.concatenate(parts["row"])[order],
+        ts_ms=ts_all[order],
+        user=pd.Categorical.from_codes(users_all.codes[order], users_all.categories),
+        product=pd.Categorical.from_codes(products_all.codes[order], products_all.categories),
+        quantity=np.concatenate(parts["qty"])[order],
+        price=np.concatenate(parts["price"])[order] if mapping.price else None,
+        rating=np.concatenate(parts["rating"])[order] if mapping.rating else None,
+        skipped=skipped,
+    )
+
+
 def read_replay(
     path: str | Path,
     mapping: ColumnMapping,
@@ -279,7 +338,6 @@ def read_replay(
     missing = [c for c in mapping.columns() if c not in header]
     if missing:
         raise ReplayFormatError(f"{path}: no column(s) {missing}; the header has {header}")
-    amount_col = mapping.quantity or mapping.rating
     parts: dict[str, list[Any]] = {
         k: [] for k in ("row", "ts", "user", "product", "qty", "price", "rating")}
     skipped, offset = 0, 0
@@ -292,54 +350,9 @@ def read_replay(
         encoding="utf-8-sig",
     )
     for frame in reader:
-        ts = _parse_times(frame[mapping.timestamp], timestamp_format)
-        users = frame[mapping.user].str.strip()
-        products = frame[mapping.product].str.strip()
-        if amount_col:
-            amount = pd.to_numeric(frame[amount_col], errors="coerce").to_numpy(dtype=np.float64)
-        else:
-            amount = np.ones(len(frame))
-        ok = (
-            np.isfinite(ts)
-            & np.isfinite(amount)
-            & users.fillna("").ne("").to_numpy()
-            & products.fillna("").ne("").to_numpy()
-        )
-        skipped += int((~ok).sum())
-        parts["row"].append(np.arange(offset, offset + len(frame), dtype=np.int64)[ok])
-        parts["ts"].append(ts[ok].astype(np.int64))
-        parts["user"].append(pd.Categorical(users[ok]))
-        parts["product"].append(pd.Categorical(products[ok]))
-        if mapping.rating:  # the rating as it is; each row one purchase
-            parts["rating"].append(amount[ok])
-            qty = np.ones(int(ok.sum()))
-        else:
-            qty = np.rint(amount[ok])
-        parts["qty"].append(qty.astype(np.int64))
-        if mapping.price:
-            parts["price"].append(
-                pd.to_numeric(frame[mapping.price], errors="coerce").to_numpy(np.float64)[ok]
-            )
+        skipped += _add_chunk(parts, frame, mapping, timestamp_format, offset)
         offset += len(frame)
     if skipped:
         log.warning("%s: skipped %d of %d rows (unreadable timestamp, empty id or amount)",
                     path, skipped, offset)
-    if not parts["ts"]:
-        empty = pd.Categorical([])
-        return ReplayTable(path.stem, np.array([], np.int64), np.array([], np.int64), empty,
-                           empty, np.array([], np.int64), None, None, skipped)
-    ts_all = np.concatenate(parts["ts"])
-    order = np.argsort(ts_all, kind="stable")
-    users_all = union_categoricals(parts["user"])
-    products_all = union_categoricals(parts["product"])
-    return ReplayTable(
-        name=path.stem,
-        row=np.concatenate(parts["row"])[order],
-        ts_ms=ts_all[order],
-        user=pd.Categorical.from_codes(users_all.codes[order], users_all.categories),
-        product=pd.Categorical.from_codes(products_all.codes[order], products_all.categories),
-        quantity=np.concatenate(parts["qty"])[order],
-        price=np.concatenate(parts["price"])[order] if mapping.price else None,
-        rating=np.concatenate(parts["rating"])[order] if mapping.rating else None,
-        skipped=skipped,
-    )
+    return _sorted_table(path.stem, parts, mapping, skipped)

@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -268,18 +268,27 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
     app.state.server = server
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_middleware(Guard, metrics=server.metrics, max_url_bytes=cfg.serve.max_url_bytes)
+    app.include_router(_recommendation_routes(server, cfg))
+    app.include_router(_operation_routes(server))
+    return app
 
-    key = cfg.serve.api_key
-    guarded: list[Any] = []
-    if key:
-        header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
-        def require_key(given: str | None = Depends(header)) -> None:
-            if given is None or not hmac.compare_digest(given.encode(), key.encode()):
-                raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header")
+def _key_check(key: str) -> list[Any]:
+    """The dependency that requires the API key on a route; none when no key is set."""
+    if not key:
+        return []
+    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
-        guarded = [Depends(require_key)]
+    def require_key(given: str | None = Depends(header)) -> None:
+        if given is None or not hmac.compare_digest(given.encode(), key.encode()):
+            raise HTTPException(401, f"missing or wrong {API_KEY_HEADER} header")
 
+    return [Depends(require_key)]
+
+
+def _recommendation_routes(server: Server, cfg: AppConfig) -> APIRouter:
+    """/recommendations, /similar, /popular and /runs/latest, behind the API key if set."""
+    router = APIRouter(dependencies=_key_check(cfg.serve.api_key))
     max_n, default_n = cfg.serve.max_n, cfg.serve.default_n
     # `n` as a default value, not an Annotated alias: this module's annotations are strings,
     # which FastAPI resolves in the module's globals, where a local alias is not.
@@ -288,11 +297,11 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
         400: {"model": Problem, "description": "a bad parameter (e.g. n out of range)"},
         503: {"model": Problem, "description": "no run loaded yet"},
     }
-    if key:
+    if cfg.serve.api_key:
         errors[401] = {"model": Problem, "description": f"missing or wrong {API_KEY_HEADER}"}
 
-    @app.get("/recommendations/{user_id:path}", response_model=Recommendations,
-             responses=errors, dependencies=guarded, tags=["recommendations"])
+    @router.get("/recommendations/{user_id:path}", response_model=Recommendations,
+                responses=errors, tags=["recommendations"])
     async def recommendations(
         user_id: Annotated[str, Path(description="the user's id, URL-encoded; any text")],
         n: int = n_query,
@@ -307,9 +316,9 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
         return _json({"user_id": user_id, "run_id": model.run_id, "source": answer.source,
                       "items": _items(answer)})
 
-    @app.get("/similar/{product_id:path}", response_model=Similar,
-             responses={**errors, 404: {"model": Problem, "description": "unknown product"}},
-             dependencies=guarded, tags=["recommendations"])
+    @router.get("/similar/{product_id:path}", response_model=Similar,
+                responses={**errors, 404: {"model": Problem, "description": "unknown product"}},
+                tags=["recommendations"])
     async def similar(
         product_id: Annotated[str, Path(description="the product's id, URL-encoded")],
         n: int = n_query,
@@ -323,16 +332,14 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
         return _json({"product_id": product_id, "run_id": model.run_id,
                       "items": _items(answer)})
 
-    @app.get("/popular", response_model=Popular, responses=errors, dependencies=guarded,
-             tags=["recommendations"])
+    @router.get("/popular", response_model=Popular, responses=errors, tags=["recommendations"])
     async def popular(n: int = n_query) -> Response:
         """The run's most popular products (score: purchase events)."""
         model = server.model()
         answer = model.popular_answer(n)
         return _json({"run_id": model.run_id, "source": answer.source, "items": _items(answer)})
 
-    @app.get("/runs/latest", response_model=LatestRun, responses=errors, dependencies=guarded,
-             tags=["runs"])
+    @router.get("/runs/latest", response_model=LatestRun, responses=errors, tags=["runs"])
     async def latest_run() -> Response:
         """The served run: id, creation time, event counts, metrics, and its fold-in so far."""
         model = server.model()
@@ -348,16 +355,21 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
             "fold_in": {"users": len(model.fold_ins), "events": model.fold_in_events},
         })
 
+    return router
+
+
+def _operation_routes(server: Server) -> APIRouter:
+    """/health, /ready and /metrics: never behind the API key (probes and scrapers)."""
+    router = APIRouter(tags=["operations"])
     health_body = orjson.dumps({"status": "ok"})
 
-    @app.get("/health", response_model=Health, tags=["operations"])
+    @router.get("/health", response_model=Health)
     async def health() -> Response:
         """Alive (a constant answer)."""
         return Response(health_body, media_type=_JSON)
 
-    @app.get("/ready", response_model=Ready,
-             responses={503: {"model": Ready, "description": "no run loaded yet"}},
-             tags=["operations"])
+    @router.get("/ready", response_model=Ready,
+                responses={503: {"model": Ready, "description": "no run loaded yet"}})
     async def ready() -> Response:
         """Ready once a run is loaded."""
         model = server.manager.current
@@ -365,10 +377,10 @@ def create_app(cfg: AppConfig, reader: ResultsReader | None = None) -> FastAPI:
             return _json({"ready": False, "run_id": None}, 503)
         return _json({"ready": True, "run_id": model.run_id})
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @router.get("/metrics", response_class=Response)
     async def metrics() -> Response:
         """Prometheus metrics: requests and latency per route, the served run, reloads,
         fold-in events, quarantined records and lag."""
         return Response(generate_latest(server.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    return router

@@ -306,6 +306,71 @@ def _layout(sample: GraphSample) -> dict[str, np.ndarray]:
     return pos
 
 
+@dataclass(frozen=True)
+class EdgeStrokes:
+    """How the drawn edges were stroked: the score range and the widest, darkest line."""
+
+    low: float
+    high: float
+    max_width: float
+    max_alpha: float
+
+
+def _draw_edges(ax: Any, graph: nx.Graph, pos: dict[str, np.ndarray],
+                edge_list: list[tuple[str, str]], scores: np.ndarray) -> EdgeStrokes:
+    """Edges wider and darker the higher their score, relative to the drawn ones."""
+    low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 1.0)
+    norm = (scores - low) / (high - low) if high > low else np.full(scores.shape, 0.5)
+    dense = len(norm) > 200  # many edges: thinner and fainter, so the fans stay readable
+    max_width, max_alpha = (1.8, 0.45) if dense else (2.8, 0.7)
+    widths = 0.4 + (max_width - 0.4) * norm
+    colours = [(*EDGE_COLOUR, 0.1 + (max_alpha - 0.1) * v) for v in norm]
+    if edge_list:
+        nx.draw_networkx_edges(
+            graph, pos, edgelist=edge_list, width=widths, edge_color=colours, ax=ax
+        )
+    return EdgeStrokes(low, high, max_width, max_alpha)
+
+
+def _label_products(ax: Any, pos: dict[str, np.ndarray], product_ids: list[str],
+                    labels: tuple[str, ...], in_deg: np.ndarray) -> None:
+    """Each product's id and in-degree just outside its node, away from the centre."""
+    font = 12 if len(labels) <= 20 else 10 if len(labels) <= 40 else 8
+    for pid, label, degree in zip(product_ids, labels, in_deg, strict=True):
+        x, y = pos[pid]
+        radius = math.hypot(x, y) or 1.0
+        ax.text(
+            x + 0.09 * x / radius, y + 0.09 * y / radius, f"{_short(label)} ({int(degree):,})",
+            fontsize=font, fontweight="bold", zorder=5, parse_math=False,
+            ha="left" if x > 0.15 else "right" if x < -0.15 else "center",
+            va="bottom" if y > 0.15 else "top" if y < -0.15 else "center",
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
+
+
+def _graph_legend(fig: Figure, users: int, products: int, lonely_drawn: int,
+                  strokes: EdgeStrokes) -> None:
+    lonely_handles = [
+        Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=5,
+               label=f"centre: {lonely_drawn:,} users with {NO_RECOMMENDATION}")
+    ] if lonely_drawn else []
+    fig.legend(
+        handles=[
+            Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=7,
+                   label=f"user ({users:,} drawn)"),
+            Line2D([], [], marker="o", ls="", color=PRODUCT_COLOUR, mec="black", ms=12,
+                   label=f"product ({products:,} drawn), labelled: id (users recommended to)"),
+            Line2D([], [], color=(*EDGE_COLOUR, strokes.max_alpha), lw=strokes.max_width,
+                   label=f"highest score drawn ({strokes.high:.3f})"),
+            Line2D([], [], color=(*EDGE_COLOUR, 0.1), lw=0.4,
+                   label=f"lowest score drawn ({strokes.low:.3f})"),
+            *lonely_handles,
+        ],
+        loc="outside lower center", ncols=1 if lonely_handles else 2, fontsize=11,
+        frameon=False,
+    )
+
+
 def plot_graph(
     vertices: pd.DataFrame,
     edges: pd.DataFrame,
@@ -325,17 +390,7 @@ def plot_graph(
     fig = Figure(figsize=options.graph_size, dpi=options.dpi, layout="constrained")
     ax = fig.add_subplot()
     ax.set_axis_off()
-    scores = sample.edges[SCORE].to_numpy(dtype=float)
-    low, high = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 1.0)
-    norm = (scores - low) / (high - low) if high > low else np.full(scores.shape, 0.5)
-    dense = len(norm) > 200  # many edges: thinner and fainter, so the fans stay readable
-    max_width, max_alpha = (1.8, 0.45) if dense else (2.8, 0.7)
-    widths = 0.4 + (max_width - 0.4) * norm
-    colours = [(*EDGE_COLOUR, 0.1 + (max_alpha - 0.1) * v) for v in norm]
-    if edge_list:
-        nx.draw_networkx_edges(
-            graph, pos, edgelist=edge_list, width=widths, edge_color=colours, ax=ax
-        )
+    strokes = _draw_edges(ax, graph, pos, edge_list, sample.edges[SCORE].to_numpy(dtype=float))
     user_ids = sample.users[VERTEX_ID].tolist()
     n_nodes = len(pos)
     user_size = float(np.clip(3000 / max(n_nodes, 1), 8, 60))
@@ -352,17 +407,7 @@ def plot_graph(
         linewidths=1.0, edgecolors="black", ax=ax,
     )
     labels = tuple(sample.products[VERTEX_LABEL].tolist())
-    font = 12 if len(labels) <= 20 else 10 if len(labels) <= 40 else 8
-    for pid, label, degree in zip(product_ids, labels, in_deg, strict=True):
-        x, y = pos[pid]
-        radius = math.hypot(x, y) or 1.0
-        ax.text(
-            x + 0.09 * x / radius, y + 0.09 * y / radius, f"{_short(label)} ({int(degree):,})",
-            fontsize=font, fontweight="bold", zorder=5, parse_math=False,
-            ha="left" if x > 0.15 else "right" if x < -0.15 else "center",
-            va="bottom" if y > 0.15 else "top" if y < -0.15 else "center",
-            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
-        )
+    _label_products(ax, pos, product_ids, labels, in_deg)
     if n_nodes:
         xs = np.array([p[0] for p in pos.values()])
         ys = np.array([p[1] for p in pos.values()])
@@ -372,26 +417,7 @@ def plot_graph(
     ax.set_aspect("equal")
     lonely = users_without_recommendation(vertices)
     lonely_drawn = int((~sample.users[VERTEX_ID].isin(sample.edges[EDGE_SRC])).sum())
-    lonely_handles = [
-        Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=5,
-               label=f"centre: {lonely_drawn:,} users with {NO_RECOMMENDATION}")
-    ] if lonely_drawn else []
-    fig.legend(
-        handles=[
-            Line2D([], [], marker="o", ls="", color=USER_COLOUR, ms=7,
-                   label=f"user ({len(user_ids):,} drawn)"),
-            Line2D([], [], marker="o", ls="", color=PRODUCT_COLOUR, mec="black", ms=12,
-                   label=f"product ({len(product_ids):,} drawn), "
-                   "labelled: id (users recommended to)"),
-            Line2D([], [], color=(*EDGE_COLOUR, max_alpha), lw=max_width,
-                   label=f"highest score drawn ({high:.3f})"),
-            Line2D([], [], color=(*EDGE_COLOUR, 0.1), lw=0.4,
-                   label=f"lowest score drawn ({low:.3f})"),
-            *lonely_handles,
-        ],
-        loc="outside lower center", ncols=1 if lonely_handles else 2, fontsize=11,
-        frameon=False,
-    )
+    _graph_legend(fig, len(user_ids), len(product_ids), lonely_drawn, strokes)
     title = f"Recommendation graph{f' — run {run_id}' if run_id else ''}"
     how = (
         "\nthe most recommended products; users added round-robin, each product's best-scored first"

@@ -26,6 +26,7 @@ from recsys_contract.runs import (
     MANIFEST,
     METRIC_NAMES,
     METRICS,
+    Manifest,
     Metrics,
 )
 from visualize.ids import visible_id
@@ -340,6 +341,23 @@ def _quarantine_section(table: pd.DataFrame | None) -> str:
     return note + _table(rows, ("quarantined", *codes, TOTAL))
 
 
+def _manifest_section(man: Manifest) -> str:
+    """The manifest's events, stage timings, parameters and sources, side by side."""
+    return "\n".join((
+        '<div class="grid">',
+        _table([(_e(k), _fmt(v)) for k, v in asdict(man.events).items()]
+               + [("window_events", _fmt(man.window_events))], ("events", "count")),
+        _table([(_e(k), _fmt(v, 2)) for k, v in man.timings_seconds.items()],
+               ("stage", "seconds")),
+        _table([(_e(k), _fmt(v)) for k, v in _flatten(man.parameters)], ("parameter", "value")),
+        _table([("topic", _e(man.kafka.topic))]
+               + [(f"partition {_e(p)}", _e(v)) for p, v in man.kafka.offsets.items()]
+               + [(f"spark {_e(k)}", _e(v)) for k, v in man.spark.items()]
+               + [("graph engine", _e(man.graph_engine or "–"))], ("source", "value")),
+        "</div>",
+    ))
+
+
 def build_html(
     run: Run,
     out_dir: Path,
@@ -353,7 +371,6 @@ def build_html(
     m, man = run.metrics, run.manifest
     badge = ('<span class="badge ok">accepted</span>' if man.accepted
              else '<span class="badge bad">rejected</span>')
-    events = asdict(man.events)
     graph_figures = asdict(m.graph) if m.graph is not None else {}
     popular = run.popular.sort_values("rank").head(len(top.labels) or 10)
     top_rows = [
@@ -403,17 +420,7 @@ def build_html(
                numeric_from=2),
         "</div>",
         '<h2 id="manifest">Manifest</h2>',
-        '<div class="grid">',
-        _table([(_e(k), _fmt(v)) for k, v in events.items()]
-               + [("window_events", _fmt(man.window_events))], ("events", "count")),
-        _table([(_e(k), _fmt(v, 2)) for k, v in man.timings_seconds.items()],
-               ("stage", "seconds")),
-        _table([(_e(k), _fmt(v)) for k, v in _flatten(man.parameters)], ("parameter", "value")),
-        _table([("topic", _e(man.kafka.topic))]
-               + [(f"partition {_e(p)}", _e(v)) for p, v in man.kafka.offsets.items()]
-               + [(f"spark {_e(k)}", _e(v)) for k, v in man.spark.items()]
-               + [("graph engine", _e(man.graph_engine or "–"))], ("source", "value")),
-        "</div>",
+        _manifest_section(man),
         '<h2 id="files">Data</h2>',
         _files_table(run, out_dir),
         f"<footer>Rendered {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC by visualize from "

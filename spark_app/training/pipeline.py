@@ -36,8 +36,14 @@ from spark_app.training.documents import manifest_of, metrics_of, with_graph
 from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
 from spark_app.training.export import RunDraft, clean_stale_tmp, export_rejected
 from spark_app.training.factors import write_factors
-from spark_app.training.graph import build_edges, build_graph, choose_engine, self_information
-from spark_app.training.prepare import prepare
+from spark_app.training.graph import (
+    RecommendationGraph,
+    build_edges,
+    build_graph,
+    choose_engine,
+    self_information,
+)
+from spark_app.training.prepare import Prepared, prepare
 from spark_app.training.recommend import named_recommendations, published_popular
 from spark_app.training.scoring import (
     Evaluation,
@@ -129,22 +135,9 @@ def run_training(
             draft.save_model(model)
             write_factors(draft, model, *prepared.maps, split.pairs)  # for the API server
             with clock("recommend"):
-                recs = recommendations_of(scored)
-                edges = build_edges(named_recommendations(recs, *prepared.maps))
-                draft.write_csv(EDGES_CSV, edges, split.sizes.users * s.top_n)
-                draft.write_csv(POPULAR_CSV, published_popular(
-                    split.sides, prepared.maps[1], s.popular_n), s.popular_n)
+                recs, edges = recommend_stage(draft, scored, prepared, split, s)
             with clock("graph"):
-                graph = build_graph(
-                    choose_engine(s.graph_engine, graphframes_jar_loaded(spark)),
-                    users=split.lists.select(USER_IDX),
-                    products=split.sides.select(
-                        PRODUCT_IDX, self_information(F.col(BUYERS), split.sizes.users)),
-                    recs=recs, named_edges=edges, user_map=prepared.maps[0],
-                    product_map=prepared.maps[1], iterations=s.pagerank_iterations,
-                    reset_probability=s.reset_probability, cache=keep)
-                draft.write_csv(VERTICES_CSV, graph.vertices,
-                                split.sizes.users + split.sizes.products)
+                graph = graph_stage(spark, draft, recs, edges, prepared, split, s, keep)
             metrics = with_graph(metrics, graph, split.sizes, diversity)
             manifest = replace(manifest, graph_engine=graph.engine)
             path = draft.publish(metrics, manifest, clock.timings, clock.started)
@@ -153,6 +146,33 @@ def run_training(
 
 
 # --- the stages that are one call ---------------------------------------------------------------
+
+
+def recommend_stage(draft: RunDraft, scored: DataFrame, prepared: Prepared, split: Split,
+                    s: RunSettings) -> tuple[DataFrame, DataFrame]:
+    """(recommendation rows, named edges); edges.csv and popular.csv started in `draft`."""
+    recs = recommendations_of(scored)
+    edges = build_edges(named_recommendations(recs, *prepared.maps))
+    draft.write_csv(EDGES_CSV, edges, split.sizes.users * s.top_n)
+    draft.write_csv(POPULAR_CSV, published_popular(split.sides, prepared.maps[1], s.popular_n),
+                    s.popular_n)
+    return recs, edges
+
+
+def graph_stage(spark: SparkSession, draft: RunDraft, recs: DataFrame, edges: DataFrame,
+                prepared: Prepared, split: Split, s: RunSettings,
+                keep: CacheScope) -> RecommendationGraph:
+    """The user-product graph of the recommendations; vertices.csv started in `draft`."""
+    graph = build_graph(
+        choose_engine(s.graph_engine, graphframes_jar_loaded(spark)),
+        users=split.lists.select(USER_IDX),
+        products=split.sides.select(
+            PRODUCT_IDX, self_information(F.col(BUYERS), split.sizes.users)),
+        recs=recs, named_edges=edges, user_map=prepared.maps[0],
+        product_map=prepared.maps[1], iterations=s.pagerank_iterations,
+        reset_probability=s.reset_probability, cache=keep)
+    draft.write_csv(VERTICES_CSV, graph.vertices, split.sizes.users + split.sizes.products)
+    return graph
 
 
 def fit(pairs: DataFrame, als: AlsSettings, spark: SparkSession) -> ALSModel:
