@@ -27,6 +27,7 @@ from spark_app.training.als import build_als, fit_als
 from spark_app.training.export import RunDraft
 from spark_app.training.factors import write_factors
 from spark_app.training.prepare import attach_indices, pairs_by_user, update_id_maps
+from tests.run_paths import local
 from tests.training_data import events_df, planted_events
 
 ALS = {"rank": 3, "max_iter": 8, "reg_param": 0.1, "alpha": 2.0}
@@ -49,7 +50,7 @@ def written(spark, tmp_path_factory):
     with RunDraft(tmp / "results", "run-1") as draft:
         write_factors(draft, model, user_map, product_map, pairs)
         path = draft.publish(METRICS, MANIFEST)
-    return model, user_map, product_map, pairs, path / FACTORS_DIR
+    return model, user_map, product_map, pairs, local(path) / FACTORS_DIR
 
 
 def _vectors(path: Path, id_col: str) -> dict[str, list[float]]:
