@@ -65,7 +65,7 @@ def main() -> int:
         (i % args.splits).cast("int").alias("partition"), i.alias("offset"),
         F.lit(datetime(2026, 11, 27, 10, tzinfo=UTC)).alias("timestamp"))
     classify = Classifier(max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
-                          min_timestamp=datetime(2000, 1, 1, tzinfo=UTC))
+                          min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), rating_range=(0.0, 5.0))
     storage = Storage(spark)
     with tempfile.TemporaryDirectory(prefix="bench-reasons-") as tmp:
         root = storage.qualify(str(Path(tmp) / "events"))

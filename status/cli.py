@@ -9,27 +9,23 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from recsys_contract.config import load_config
+from recsys_contract.config import add_settings_arguments, settings_from_args
 from recsys_contract.errors import InvalidConfigError
 from status.report import Snapshot, render
 from status.sources import DEFAULT_WEBHDFS_PORT, Results, SourceError, topic_end_offsets
 
 EXIT_CONFIG = 2
+SHORTCUTS = {"--results": "paths.results", "--bootstrap-servers": "kafka.bootstrap_servers",
+             "--topic": "kafka.topic"}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="status", description="The streaming job's state: topic end offsets vs processed, "
         "lag, events until the next run, quarantine by reason, the last runs and verdicts.")
-    parser.add_argument("--config", type=Path, help="the job's YAML file over conf/defaults.yaml "
-                        "(its kafka.* and paths.results are read)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override one setting (repeatable)")
-    parser.add_argument("--results", help="paths.results: a folder, or hdfs://namenode:port/...")
-    parser.add_argument("--bootstrap-servers", help="kafka.bootstrap_servers")
-    parser.add_argument("--topic", help="kafka.topic")
+    # the job's own settings: its kafka.* and paths.results (a folder, or hdfs://...) are read
+    add_settings_arguments(parser, "paths.results=hdfs://namenode:8020/recsys", SHORTCUTS)
     parser.add_argument("--runs", type=int, default=5, help="how many last runs to list (5)")
     parser.add_argument("--timeout", type=float, default=5.0,
                         help="seconds the broker has to answer (5)")
@@ -62,13 +58,8 @@ def gather(results: Results, bootstrap_servers: str, topic: str, *, runs: int,
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    overrides = list(args.overrides)
-    for key, value in (("kafka.bootstrap_servers", args.bootstrap_servers),
-                       ("kafka.topic", args.topic), ("paths.results", args.results)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = settings_from_args(args, SHORTCUTS)
     except InvalidConfigError as exc:
         print(f"status: {exc}", file=sys.stderr)
         return EXIT_CONFIG
