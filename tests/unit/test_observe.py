@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.ports import free_ports
 from producer.badevents import BAD_KINDS, make_bad_event
 from recsys_contract.config import load_config
 from recsys_contract.events import REASON_CODES, Reason
@@ -25,8 +26,9 @@ from spark_app.observe.runs import figures_of
 from spark_app.observe.status import StatusPublisher
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.ledger import Ledger, TrainingRecord
+from status.cli import gather
 from status.report import Snapshot, render
-from status.sources import RunRow
+from status.sources import Results, RunRow
 from tests.promql import metric_names
 
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
@@ -222,6 +224,14 @@ def test_with_the_broker_down_one_line_says_so_and_the_rest_is_shown():
         ["broker    no broker answered: end offsets and lag unknown"], True, True)
 
 
+def test_gather_with_no_broker_still_reads_the_published_files(tmp_path):
+    (tmp_path / "status.json").write_text(status_of_ledger().to_json())
+    port = free_ports(1)[0]  # nothing listens there
+    got = gather(Results(str(tmp_path)), f"127.0.0.1:{port}", "sales", runs=5,
+                 timeout_seconds=1)
+    assert (got.broker_error is not None, got.status) == (True, status_of_ledger())
+
+
 # --- the dashboard and the alert rules (checked against a real scrape in
 # tests/integration/test_observe.py) -------------------------------------------------------------
 
@@ -234,6 +244,16 @@ def test_promql_names_leave_out_functions_labels_ranges_and_keywords():
 def test_every_dashboard_panel_and_alert_rule_reads_a_metric():
     exprs = dashboard_exprs() + alert_exprs()
     assert [e for e in exprs if not metric_names(e)] == []
+
+
+def test_every_job_metric_the_dashboard_and_rules_read_is_in_the_jobs_registry():
+    metrics = JobMetrics(ledger, threshold=100, clock=lambda: NOW)
+    metrics.offsets({"sales": {"0": (131, 140)}})
+    metrics.run_finished(figures_of(manifest("r1", True, {"fit": 2.5}), metrics_of(True)), 9.0)
+    text = generate_latest(metrics.registry).decode()
+    exported = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    read = {name for e in dashboard_exprs() + alert_exprs() for name in metric_names(e)}
+    assert {n for n in read if n.startswith("recsys_job_")} - exported == set()
 
 
 def dashboard_exprs() -> list[str]:
