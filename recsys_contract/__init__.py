@@ -4,6 +4,8 @@
   quarantine's reasons and columns;
 - `runs`: the published run (folders, files, CSV columns, metric names, the `latest`
   pointer, the typed manifest and metrics);
+- `status`: the streaming job's status file (`results/status.json`) that `scripts/status`
+  reads;
 - `config`: every setting of every part, read from conf/defaults.yaml plus overrides and
   validated once (pydantic and PyYAML, no Spark);
 - `errors`: the base of every named error.

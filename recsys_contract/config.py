@@ -237,6 +237,12 @@ class ServeConfig(_Section):
         return self
 
 
+class MetricsConfig(_Section):
+    enabled: bool
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+
+
 class AppConfig(_Section):
     kafka: KafkaConfig
     stream: StreamConfig
@@ -249,6 +255,7 @@ class AppConfig(_Section):
     graph: GraphConfig
     spark: SparkConfig
     serve: ServeConfig
+    metrics: MetricsConfig
 
 
 DEFAULTS_SOURCE = "conf/defaults.yaml"

@@ -105,3 +105,9 @@ class Reason:
     def code_of(reason: str) -> str:
         """The code of a `reason` value, without its `:field` (a bounded set, for counting)."""
         return reason.partition(":")[0]
+
+
+# Every reason code, in the order above: a bounded label set for counting by reason.
+REASON_CODES: tuple[str, ...] = tuple(
+    value for name, value in vars(Reason).items() if name.isupper() and isinstance(value, str)
+)

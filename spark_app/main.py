@@ -48,6 +48,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
 
 def run(cfg: AppConfig, stop: StopFlag) -> None:
     """Check the services, build the session, run the query until it stops; log `stopped:`."""
+    from spark_app.observe.observer import JobObserver, OffsetsListener
     from spark_app.session import create_session
     from spark_app.storage import Storage, join
     from spark_app.stream.batch import BatchProcessor, BatchSettings
@@ -62,17 +63,22 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
         app_name=cfg.spark.app_name, master=cfg.spark.master,
         shuffle_partitions=cfg.spark.shuffle_partitions, extra_conf=cfg.spark.extra_conf,
     )
+    observer: JobObserver | None = None
     try:
         stop.install()  # again: the SparkContext replaced the SIGINT handler by its own
         stop.install_jvm(spark.sparkContext._gateway)
         storage = Storage(spark)
         state = storage.check_root(cfg.paths.state, "paths.state")
         results = storage.check_root(cfg.paths.results, "paths.results")
+        observer = JobObserver.start(cfg, storage, results)  # status file, metrics endpoint
         processor = BatchProcessor(BatchSettings.from_config(cfg, state, results),
-                                   stop.guard(trainer_for(cfg)), storage=storage)
+                                   stop.guard(trainer_for(cfg)), storage=storage,
+                                   observer=observer)
+        observer.started(processor.ledger)
         spark.streams.addListener(
             ProgressLogger(processor, cfg.training.threshold, cfg.stream.progress_every_batches)
         )
+        spark.streams.addListener(OffsetsListener(observer))
         log.info("reading %s from %s; training every %d new events; state in %s",
                  cfg.kafka.topic, cfg.kafka.bootstrap_servers, cfg.training.threshold, state)
         stream = kafka_stream(
@@ -87,6 +93,8 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
                   available_now=cfg.stream.available_now, stop=stop,
                   folders={"paths.state": state, "paths.results": results})
     finally:
+        if observer is not None:
+            observer.close()  # the status file says `stopped`, the endpoint closes
         # Before the driver exits, so Spark's listener bus delivers its last events to the
         # Python listener while it still answers (else Py4J logs an error at every exit).
         spark.stop()

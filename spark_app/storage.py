@@ -21,6 +21,7 @@ temporary sibling and renames it over the target: on HDFS with `rename(src, dst,
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import uuid
@@ -315,6 +316,13 @@ class Storage:
         finally:
             stream.close()
 
+    def open_input(self, path: str) -> HadoopInput:
+        """`path` as a read-only, seekable Python binary file: a reader that fetches only the
+        byte ranges it needs (pyarrow reading one Parquet column) moves only those."""
+        fs, jpath = self._fs(path), self._path(path)
+        size = int(fs.getFileStatus(jpath).getLen())
+        return HadoopInput(fs.open(jpath), size, self._jvm.org.apache.commons.io.IOUtils)
+
     def read_text(self, path: str) -> str | None:
         """The file's text, or None if it does not exist."""
         if not self.is_file(path):
@@ -378,3 +386,43 @@ class Storage:
                 mins[name].append(int(stats.genericGetMin()))
                 maxs[name].append(int(stats.genericGetMax()))
         return ColumnStats(rows, mins, maxs)
+
+
+class HadoopInput(io.RawIOBase):
+    """A Hadoop input stream as a seekable Python binary file (see `Storage.open_input`)."""
+
+    def __init__(self, stream: Any, size: int, ioutils: Any) -> None:
+        super().__init__()
+        self._stream = stream
+        self._size = size
+        self._ioutils = ioutils
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), self._size - self._position)
+        if count <= 0:
+            return 0
+        self._stream.seek(self._position)
+        data = self._ioutils.toByteArray(self._stream, count)  # byte[] arrives as bytes
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()

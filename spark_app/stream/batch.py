@@ -17,9 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -38,6 +39,7 @@ from spark_app.stream.store import (
     split_bases,
     stage_batch,
     staged_counts,
+    staged_reason_counts,
     staged_rows,
 )
 from spark_app.stream.threshold import (
@@ -54,6 +56,18 @@ log = logging.getLogger(__name__)
 # A trainer gets the training set, the run's record and the ledger at that moment, and returns
 # (run_id, accepted) — (None, None) if it publishes nothing.
 Trainer = Callable[[DataFrame, TrainingRecord, Ledger], tuple[str | None, bool | None]]
+
+
+class BatchObserver(Protocol):
+    """What the handler tells the job's metrics and status file (spark_app/observe/); each
+    call gets the ledger as just committed. An observer never raises."""
+
+    def batch_committed(self, ledger: Ledger, seconds: float) -> None: ...
+
+    def training_started(self, ledger: Ledger) -> None: ...
+
+    def training_ended(self, ledger: Ledger, done: TrainingRecord | None,
+                       seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ class BatchSettings:
 class BatchCounts:
     splits: list[SplitCount]  # the batch's input splits that held records
     quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantined by reason code
 
     @property
     def valid(self) -> int:
@@ -120,6 +135,10 @@ class BatchCounts:
                 offsets = merge_offsets(
                     offsets, {str(s.first_partition): [s.first_offset, s.last_offset]})
         return offsets
+
+
+def add_counts(known: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    return {key: known.get(key, 0) + more.get(key, 0) for key in sorted({*known, *more})}
 
 
 def merge_offsets(
@@ -141,6 +160,7 @@ class BatchProcessor:
         trainer: Trainer,
         clock: Callable[[], float] = time.time,
         storage: Storage | None = None,
+        observer: BatchObserver | None = None,
     ) -> None:
         self.storage = storage or Storage(SparkSession.active())
         self.settings = replace(
@@ -151,6 +171,7 @@ class BatchProcessor:
         )
         self._trainer = trainer
         self._clock = clock
+        self._observer = observer
         self._lock = threading.Lock()
         check_store_layout(self.storage, self.settings.events_dir)
         self.ledger = load_ledger(self.settings.state_dir, self.storage)
@@ -175,6 +196,8 @@ class BatchProcessor:
             ledger = self._count(self.ledger, counts, batch_id)
             save_ledger(self.storage, self.settings.state_dir, ledger)
             self.ledger = ledger
+            if self._observer is not None:
+                self._observer.batch_committed(ledger, time.monotonic() - started)
             log.info(
                 "batch %d: %d valid, %d quarantined in %.2f s; %d events until the next run",
                 batch_id, counts.valid, counts.quarantined, time.monotonic() - started,
@@ -191,11 +214,12 @@ class BatchProcessor:
                     s.events_dir, batch_id)
         staged = time.monotonic()
         counted, quarantined = staged_counts(self.storage, s.events_dir, batch_id)
+        reasons = staged_reason_counts(self.storage, s.events_dir, batch_id) if quarantined else {}
         publish_batch(self.storage, s.events_dir, s.quarantine_dir, batch_id,
                       split_bases(self.ledger.total_valid, counted))
         log.debug("batch %d: stage %.2f s, count and publish %.2f s",
                   batch_id, staged - started, time.monotonic() - staged)
-        return BatchCounts(counted, quarantined)
+        return BatchCounts(counted, quarantined, reasons)
 
     def _count(self, ledger: Ledger, counts: BatchCounts, batch_id: int) -> Ledger:
         total = ledger.total_valid + counts.valid
@@ -208,6 +232,7 @@ class BatchProcessor:
             total_quarantined=ledger.total_quarantined + counts.quarantined,
             waiting_since=waiting_since,
             offsets=merge_offsets(ledger.offsets, counts.offsets),
+            quarantined_by_reason=add_counts(ledger.quarantined_by_reason, counts.reasons),
         )
 
     # --- training ---------------------------------------------------------------------------------
@@ -267,11 +292,18 @@ class BatchProcessor:
             spark, self.settings.events_dir, first_seq=record.first_seq, end_seq=record.cut,
             through_batch=ledger.last_batch_id,
         ).select(*S.EVENT_SCHEMA.fieldNames())
+        started = time.monotonic()
+        if self._observer is not None:
+            self._observer.training_started(ledger)
         try:
             run_id, accepted = self._trainer(events, record, ledger)
         except TrainingAbandoned as abandoned:
             log.info("%s", abandoned)
+            self._training_ended(ledger, None, started)
             return False
+        except BaseException:
+            self._training_ended(ledger, None, started)
+            raise
         failpoint(AFTER_PUBLISH)
         done = replace(record, run_id=run_id, accepted=accepted)
         still_waiting = ledger.total_valid > record.cut
@@ -283,4 +315,10 @@ class BatchProcessor:
         )
         save_ledger(self.storage, self.settings.state_dir, ledger)
         self.ledger = ledger
+        self._training_ended(ledger, done, started)
         return True
+
+    def _training_ended(self, ledger: Ledger, done: TrainingRecord | None,
+                        started: float) -> None:
+        if self._observer is not None:
+            self._observer.training_ended(ledger, done, time.monotonic() - started)

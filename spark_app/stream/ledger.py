@@ -46,6 +46,9 @@ class Ledger:
     trainings: tuple[TrainingRecord, ...] = field(default_factory=tuple)
     # Kafka offsets covered so far: partition -> [first, last] (for run manifests)
     offsets: dict[str, list[int]] = field(default_factory=dict)
+    # quarantined records by reason code (Reason.code_of); a ledger written before the job
+    # counted reasons lacks those before (status.json counts them as `unknown`)
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def next_sequence(self) -> int:

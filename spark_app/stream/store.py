@@ -25,6 +25,7 @@ replaces whatever an earlier attempt left: no event is lost or stored twice.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
+from recsys_contract.events import Reason
 from spark_app import schema as S
 from spark_app.errors import StorageError, StoreFormatError
 from spark_app.storage import Storage, join, name_of, parent_of
@@ -144,6 +146,24 @@ def staged_counts(storage: Storage, root: str, batch_id: int) -> tuple[list[Spli
         known = splits.get(split)
         splits[split] = found if known is None else _merged(known, found)
     return [splits[k] for k in sorted(splits)], quarantined
+
+
+def staged_reason_counts(storage: Storage, root: str, batch_id: int) -> dict[str, int]:
+    """Quarantined records of a staged batch by reason code (`Reason.code_of`), read in the
+    driver from the `reason` column of its quarantine files alone (a few byte ranges per
+    file, through the storage): no Spark job. For a batch that has quarantined records."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pattern = join(staging_path(root, batch_id), f"{S.STATUS}={QUARANTINED}",
+                   f"{S.INPUT_SPLIT}=*", "*.parquet")
+    counts: Counter[str] = Counter()
+    for file in storage.glob(pattern):
+        with storage.open_input(file) as handle:
+            reasons = pq.ParquetFile(handle).read(columns=[S.REASON]).column(0)
+        for item in pc.value_counts(reasons).to_pylist():
+            counts[Reason.code_of(item["values"] or "")] += item["counts"]
+    return dict(counts)
 
 
 def _merged(a: SplitCount, b: SplitCount) -> SplitCount:
