@@ -22,6 +22,7 @@ import logging
 import os
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ from infra.processes import (
     read_since,
     save_json,
     spawn,
+    tail,
     terminate,
 )
 from infra.wait import wait_until
@@ -115,7 +117,7 @@ class Runtime:
     env: Mapping[str, str] | None = None  # None: this process's environment
 
 
-class DaemonGroup:
+class DaemonGroup(ABC):
     """The processes of one service living under `home` (see the module's docstring)."""
 
     service: ClassVar[str] = "service"  # in messages: "Kafka", "Spark cluster", "HDFS"
@@ -133,18 +135,18 @@ class DaemonGroup:
 
     # ---- what a service says --------------------------------------------------------------
 
+    @abstractmethod
     def daemons(self) -> list[Daemon]:
         """The processes of this home, in start order ([] before the layout is known)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def state(self) -> dict[str, Any]:
         """What the state file keeps: ports, sizes, addresses."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def address(self) -> str:
         """What start() returns: where clients connect."""
-        raise NotImplementedError
 
     def runtime(self, java: Path) -> Runtime:
         """The classpath and environment of the processes (MissingJarsError if absent)."""
@@ -152,14 +154,15 @@ class DaemonGroup:
 
     def prepare(self, missing: list[Daemon], runtime: Runtime) -> None:
         """Write config files, format storage: whatever must exist before `missing` start."""
+        return None  # a hook: nothing by default
 
+    @abstractmethod
     def command(self, daemon: Daemon, runtime: Runtime) -> list[str]:
         """The command line of one process."""
-        raise NotImplementedError
 
+    @abstractmethod
     def ready(self) -> bool:
         """Whether the whole service serves (called repeatedly until true)."""
-        raise NotImplementedError
 
     def summary(self) -> dict[str, Any]:
         """The service-wide fields of status() (addresses, sizes)."""
@@ -171,9 +174,11 @@ class DaemonGroup:
 
     def plan(self) -> None:
         """Decide the layout (ports) if it is not known yet; called under the home's lock."""
+        return None  # a hook: nothing by default
 
     def after_stop(self) -> None:
         """Remove what only a running service may leave behind (called under the lock)."""
+        return None  # a hook: nothing by default
 
     # ---- layout and state -----------------------------------------------------------------
 
@@ -272,10 +277,12 @@ class DaemonGroup:
         try:
             wait_until(check, deadline.remaining(), what, 0.25)
         except TimeoutError as exc:
-            logs = ", ".join(str(d.main_log) for d in self.daemons())
+            daemons = self.daemons()
+            first = daemons[0].main_log
             raise StartTimeoutError(
                 f"{self.service} in {self.home} was not ready within {deadline.total:.0f} s "
-                f"(waiting for {what}); see {logs}"
+                f"(waiting for {what}); see {', '.join(str(d.main_log) for d in daemons)}"
+                f"\nLast lines of {first}:\n{tail(first, LOG_TAIL_LINES)}"
             ) from exc
 
     def _raise_if_exited(self) -> None:

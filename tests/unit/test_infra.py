@@ -28,6 +28,7 @@ from infra.errors import (
     NotStartedError,
     PortInUseError,
     ServiceExitedError,
+    StartTimeoutError,
 )
 from infra.java import ensure_java, find_java, newest_installed_jdk, parse_java_major
 from infra.kafka_local import (
@@ -435,11 +436,11 @@ class PythonHttpServer(DaemonGroup):
     main_classes = ("http.server",)
     ready_what = "the test server to answer"
 
-    def __init__(self, home: Path, java: Path, exit_code: int | None = None) -> None:
+    def __init__(self, home: Path, java: Path, script: str | None = None) -> None:
         super().__init__(home, java)
         saved = self.saved_state()
         self.port = saved["port"] if saved else free_ports(1)[0]
-        self.exit_code = exit_code  # set: the process fails at once with this code
+        self.script = script  # set: this Python code runs instead of the server
 
     def daemons(self) -> list[Daemon]:
         return [Daemon("server", "test server", self.home, self.home / "server.pid",
@@ -457,10 +458,8 @@ class PythonHttpServer(DaemonGroup):
         (self.home / "www").mkdir(parents=True, exist_ok=True)
 
     def command(self, daemon: Daemon, runtime: Runtime) -> list[str]:
-        if self.exit_code is not None:
-            fail = ("import sys; print('cannot bind: disk full', file=sys.stderr); "
-                    f"sys.exit({self.exit_code})")
-            return [sys.executable, "-c", fail]
+        if self.script is not None:  # with the server's markers, so that stop() finds it
+            return [sys.executable, "-c", self.script, *daemon.markers]
         return [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1",
                 "--directory", str(self.home / "www")]
 
@@ -499,10 +498,26 @@ def test_stop_finds_a_process_whose_pid_file_was_lost(tmp_path: Path) -> None:
 
 def test_a_process_that_dies_during_start_is_named_with_its_log(tmp_path: Path) -> None:
     java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
-    server = PythonHttpServer(home, java, exit_code=3)
+    fail = "import sys; print('cannot bind: disk full', file=sys.stderr); sys.exit(3)"
+    server = PythonHttpServer(home, java, script=fail)
     with pytest.raises(ServiceExitedError) as caught:
         server.start(timeout=60)
     first, *rest = str(caught.value).splitlines()
     assert (first, rest[-1], (home / "server.pid").exists()) == (
         "test server exited during start (exit code 3): cannot bind: disk full; "
         f"see {home / 'server.out'}", "cannot bind: disk full", False)
+
+
+def test_a_service_not_ready_in_time_is_named_with_its_log_and_stops(tmp_path: Path) -> None:
+    java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
+    stuck = "import time; print('still loading the catalog', flush=True); time.sleep(120)"
+    server = PythonHttpServer(home, java, script=stuck)
+    try:
+        with pytest.raises(StartTimeoutError) as caught:
+            server.start(timeout=3)
+    finally:
+        server.stop(timeout=10)
+    first, *rest = str(caught.value).splitlines()
+    assert (first, rest[-1], server.is_running()) == (
+        f"test server in {home} was not ready within 3 s (waiting for the test server to "
+        f"answer); see {home / 'server.out'}", "still loading the catalog", False)
