@@ -46,6 +46,7 @@ LIMITS = {
     "max_quantity": 1000,
     "max_future_seconds": 3600,
     "min_timestamp": datetime(2000, 1, 1, tzinfo=UTC),
+    "rating_range": (0.0, 5.0),
 }
 
 

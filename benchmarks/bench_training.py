@@ -131,7 +131,8 @@ def synthetic_events(spark, n_events: int, n_users: int, n_products: int, segmen
         (F.col("id") % 3).cast("int").alias("kafka_partition"),
         (F.col("id") / 3).cast("long").alias("kafka_offset"),
     )
-    return df.select(*[F.col(f.name).cast(f.dataType) for f in EVENT_SCHEMA.fields])
+    return df.select(*[(F.col(f.name) if f.name in df.columns else F.lit(None))
+                       .cast(f.dataType).alias(f.name) for f in EVENT_SCHEMA.fields])
 
 
 def same_files(a: Path, b: Path, names: tuple[str, ...]) -> bool:

@@ -183,8 +183,9 @@ def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     amount_cols = replay.add_mutually_exclusive_group()
     amount_cols.add_argument("--quantity-col", help="column used as quantity (rounded)")
     amount_cols.add_argument("--rating-col",
-                             help="column of ratings turned into quantity (rounded half up, "
-                             "at least 1); without either column, quantity is 1")
+                             help="column of ratings, sent as the event's `rating` exactly "
+                             "(explicit ALS fits it), quantity 1; without either column, "
+                             "quantity is 1")
     replay.add_argument("--price-col", help="column of unit prices (optional)")
     replay.add_argument("--timestamp-format", metavar="FMT",
                         help="epoch_s, epoch_ms, or a strftime pattern like '%%d/%%m/%%Y %%H:%%M'"

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from recsys_contract.config import StreamConfig
 from recsys_contract.events import (
     EVENT_ID,
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     REQUIRED_FIELDS,
     TIMESTAMP,
     USER_ID,
@@ -48,15 +50,13 @@ class Limits:
     max_quantity: int
     max_future_seconds: int
     min_timestamp: datetime  # aware; a naive one is taken as UTC
+    rating_range: tuple[float, float]  # the optional rating's [min, max]
 
     @classmethod
-    def from_settings(
-        cls, *, max_message_bytes: int, max_quantity: int, max_future_seconds: int,
-        min_timestamp: str,
-    ) -> Limits:
-        """Limits from the `stream.*` settings (min_timestamp as the ISO text of the config)."""
-        parsed = datetime.fromisoformat(min_timestamp)
-        return cls(max_message_bytes, max_quantity, max_future_seconds, parsed)
+    def from_settings(cls, stream: StreamConfig) -> Limits:
+        """Limits from the `stream.*` settings."""
+        return cls(stream.max_message_bytes, stream.max_quantity, stream.max_future_seconds,
+                   stream.min_instant, (stream.min_rating, stream.max_rating))
 
 
 class _Malformed(ValueError):
@@ -171,6 +171,11 @@ def validate_event(event: Any, kafka_timestamp_ms: int, limits: Limits) -> str |
         price = event[PRICE]
         if not _is_number(price) or price < 0 or not _finite(price):
             return Reason.PRICE_INVALID
+    if not _absent(event, RATING):
+        rating = event[RATING]
+        low, high = limits.rating_range
+        if not _is_number(rating) or not _finite(rating) or not low <= rating <= high:
+            return Reason.RATING_INVALID
     return None
 
 

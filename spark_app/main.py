@@ -14,20 +14,18 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script by spark-submit: make `spark_app` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recsys_contract.config import AppConfig, load_config
+from recsys_contract.config import AppConfig, add_settings_arguments, settings_from_args
 from spark_app.errors import EXIT_START, EXIT_STOPPED, RecsysError
 from spark_app.stream.ledger import Ledger
 from spark_app.stream.stop import StopFlag
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger("spark_app")
+SHORTCUTS = {"--bootstrap-servers": "kafka.bootstrap_servers", "--topic": "kafka.topic",
+             "--threshold": "training.threshold"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,13 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Stream sales from Kafka, validate and store them exactly once, and "
         "train/publish ALS recommendation runs every `training.threshold` new events.",
     )
-    parser.add_argument("--config", type=Path, help="YAML file overriding conf/defaults.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override one setting, e.g. "
-                        "--set training.threshold=500 (repeatable)")
-    parser.add_argument("--bootstrap-servers", help="shortcut for kafka.bootstrap_servers")
-    parser.add_argument("--topic", help="shortcut for kafka.topic")
-    parser.add_argument("--threshold", type=int, help="shortcut for training.threshold")
+    add_settings_arguments(parser, "training.threshold=500", SHORTCUTS)
     parser.add_argument("--available-now", action="store_true",
                         help="process what the topic holds now, then stop")
     parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
@@ -50,18 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> AppConfig:
-    overrides = list(args.overrides)
-    for key, value in (("kafka.bootstrap_servers", args.bootstrap_servers),
-                       ("kafka.topic", args.topic), ("training.threshold", args.threshold)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.available_now:
-        overrides.append("stream.available_now=true")
-    # scripts/submit and docker-compose pass $RECSYS_CONFIG as --config: name what was set.
-    from_env = os.environ.get("RECSYS_CONFIG")
-    given_as = ("RECSYS_CONFIG" if from_env and args.config is not None
-                and Path(from_env) == args.config else "--config")
-    return load_config(args.config, overrides, path_given_as=given_as)
+    return settings_from_args(
+        args, SHORTCUTS, ["stream.available_now=true"] if args.available_now else [])
 
 
 def run(cfg: AppConfig, stop: StopFlag) -> None:

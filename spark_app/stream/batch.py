@@ -65,6 +65,7 @@ class BatchSettings:
     max_quantity: int
     max_future_seconds: int
     min_timestamp: datetime
+    rating_range: tuple[float, float]  # the optional `rating`: [min_rating, max_rating]
     threshold: int
     window_events: int
     max_wait_seconds: float
@@ -88,6 +89,7 @@ class BatchSettings:
             max_quantity=cfg.stream.max_quantity,
             max_future_seconds=cfg.stream.max_future_seconds,
             min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),
+            rating_range=(cfg.stream.min_rating, cfg.stream.max_rating),
             threshold=cfg.training.threshold,
             window_events=cfg.training.window_events,
             max_wait_seconds=cfg.training.max_wait_seconds,
@@ -159,6 +161,7 @@ class BatchProcessor:
             max_quantity=settings.max_quantity,
             max_future_seconds=settings.max_future_seconds,
             min_timestamp=settings.min_timestamp,
+            rating_range=settings.rating_range,
         )
 
     # --- the foreachBatch handler ---------------------------------------------------------------

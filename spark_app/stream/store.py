@@ -176,8 +176,8 @@ def stage_batch(rows: DataFrame, root: str, batch_id: int) -> None:
     """Write (or rewrite, on replay) a batch's `staged_rows` to its staging folder.
 
     Columns whose every value is distinct get no dictionary: Parquet would build one, find it
-    too large and write the column plain anyway (skipping that made the write ~10% faster,
-    at no cost on disk; benchmarks/RESULTS.md).
+    too large and write the column plain anyway; skipping that is cheaper
+    (benchmarks/RESULTS.md, "Decisions", row `Parquet dictionary off on unique columns`).
     """
     writer = rows.write.mode("overwrite")
     for column in UNIQUE_COLUMNS:

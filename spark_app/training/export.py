@@ -210,7 +210,7 @@ class RunDraft:
     def write_parquet(self, name: str, df: DataFrame) -> None:
         """Start writing `df` as the run's Parquet folder `name` (a relative path; Spark's
         _SUCCESS marker last)."""
-        self._writes.append(self._pool.submit(df.write.parquet, str(self.path / name)))
+        self._writes.append(self._pool.submit(df.write.parquet, join(self.path, name)))
 
     def _wait(self) -> None:
         try:

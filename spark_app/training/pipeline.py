@@ -96,7 +96,8 @@ def run_training(
     with CacheScope() as keep:
         warming = warm_python_workers_in_background(spark)
         with clock("prepare"):
-            prepared = prepare(spark, events, join(s.state, ID_MAP_DIR), storage)
+            prepared = prepare(spark, events, join(s.state, ID_MAP_DIR), storage,
+                               explicit_ratings=not s.als.implicit_prefs)
         with clock("split"):
             split = split_stage(prepared.pairs, s.split, keep)
         with clock("select"):

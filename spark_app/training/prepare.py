@@ -54,32 +54,38 @@ def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
         raise MissingColumnError(f"{where} needs columns {missing}; the DataFrame has {df.columns}")
 
 
-def aggregate_indexed_pairs(events: DataFrame) -> DataFrame:
+def aggregate_indexed_pairs(events: DataFrame, explicit_ratings: bool = False) -> DataFrame:
     """Events carrying user_idx and product_idx (attach_indices) -> one row per integer pair:
-    (user_idx, product_idx, rating = sum(quantity), purchases = count, last_event_time)."""
+    (user_idx, product_idx, rating, purchases = count, last_event_time).
+
+    `rating` is the sum of the quantities (the confidence of implicit feedback); with
+    `explicit_ratings`, the mean of the events' `rating` field where they carry one, else
+    the summed quantity (explicit feedback without ratings, as before they existed)."""
     require_columns(
         events, (USER_IDX, PRODUCT_IDX, QUANTITY, EVENT_TIME), "aggregate_indexed_pairs"
     )
+    summed = F.sum(QUANTITY).cast("double")
+    rated = explicit_ratings and RATING in events.columns
     return events.groupBy(USER_IDX, PRODUCT_IDX).agg(
-        F.sum(QUANTITY).cast("double").alias(RATING),
+        (F.coalesce(F.avg(RATING), summed) if rated else summed).alias(RATING),
         F.count(F.lit(1)).alias(PURCHASES),
         F.max(EVENT_TIME).alias(LAST_EVENT_TIME),
     )
 
 
-def pairs_by_user(events: DataFrame) -> DataFrame:
+def pairs_by_user(events: DataFrame, explicit_ratings: bool = False) -> DataFrame:
     """aggregate_indexed_pairs() of the events hash-partitioned by user_idx first.
 
     The pairs then stay clustered by user: every per-user step after them (split.side_lists,
     the `latest` split's window) runs without shuffling the pairs again. Aggregating by the
     pair shuffles as much (nearly every event is its own pair, so the map-side aggregation
-    saves little) and leaves them spread by (user, product). 1M events: the split stage
-    1.66-1.70 s -> 1.39-1.47 s (benchmarks/RESULTS.md). The trade-off: where the events repeat
+    saves little) and leaves them spread by (user, product) (measured: benchmarks/RESULTS.md,
+    "Decisions", row `pairs clustered by user`). The trade-off: where the events repeat
     their pairs often (many purchases of the same product by the same user), every event is
     shuffled, where aggregating first would have shuffled one row per pair and task.
     """
     require_columns(events, (USER_IDX,), "pairs_by_user")
-    return aggregate_indexed_pairs(events.repartition(USER_IDX))
+    return aggregate_indexed_pairs(events.repartition(USER_IDX), explicit_ratings)
 
 
 def id_map_schema(id_col: str, idx_col: str) -> StructType:
@@ -231,8 +237,9 @@ class Prepared:
 
 
 def prepare(spark: SparkSession, events: DataFrame, maps_dir: str | Path,
-            storage: Storage | None = None) -> Prepared:
-    """Integer ids first (the maps from the events' ids), then the pairs by integer id."""
+            storage: Storage | None = None, explicit_ratings: bool = False) -> Prepared:
+    """Integer ids first (the maps from the events' ids), then the pairs by integer id
+    (aggregate_indexed_pairs says what `explicit_ratings` changes)."""
     user_map, product_map = update_id_maps(spark, events, maps_dir, storage)
-    return Prepared((user_map, product_map),
-                    pairs_by_user(attach_indices(events, user_map, product_map)))
+    return Prepared((user_map, product_map), pairs_by_user(
+        attach_indices(events, user_map, product_map), explicit_ratings))

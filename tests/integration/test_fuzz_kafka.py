@@ -87,7 +87,7 @@ def test_hostile_records_on_a_real_broker(spark, kafka, tmp_path: Path) -> None:
     topic = "fuzz"
     create_topic(kafka.bootstrap_servers, topic, partitions=1)  # offset = position in `records`
     cfg = load_config(job_config(tmp_path, kafka.bootstrap_servers, topic, len(valid)))
-    state, results = cfg.paths.state, cfg.paths.results
+    state, results = Path(cfg.paths.state), Path(cfg.paths.results)
     half = len(records) // 2
     send(kafka.bootstrap_servers, topic, [r.value for r in records[:half]])
     processor = processor_for(cfg)

@@ -26,6 +26,7 @@ from recsys_contract.events import (
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     REQUIRED_FIELDS,
     TIMESTAMP,
     USER_ID,
@@ -91,6 +92,9 @@ def problems(raw: bytes) -> list[str]:
     price = event.get(PRICE)
     if price is not None and (type(price) not in (int, float) or price < 0):
         found.append(Reason.PRICE_INVALID)
+    rating = event.get(RATING)
+    if rating is not None and (type(rating) not in (int, float) or not 0 <= rating <= 5):
+        found.append(Reason.RATING_INVALID)
     return found
 
 
