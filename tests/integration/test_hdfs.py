@@ -30,7 +30,8 @@ from tests.kafka_helpers import create_topic, sales_event, send_all
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-RUN_FILES = {"edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"}
+RUN_FILES = {"edges.csv", "factors", "manifest.json", "metrics.json", "model", "popular.csv",
+             "vertices.csv"}
 # Names that only the event store, the ledger and the runs' files have.
 JOB_FILE_MARKERS = ("batch_id=", "seq_base=", "input_split=", "ledger.json", "manifest.json",
                     "vertices.csv", "edges.csv", "popular.csv", "id_map")
