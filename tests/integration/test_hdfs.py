@@ -299,8 +299,10 @@ def test_a_bad_state_uri_stops_the_job_at_start_with_one_line(
                         "the NameNode does not answer"),
         "no-permission": (join(locked_folder, "state"), "no permission to write there"),
     }[case]
+    topic = f"bad-uri-{case}"  # it exists: the job checks its topic before the storage
+    create_topic(kafka.bootstrap_servers, topic, partitions=1)
     config = write_config(tmp_path, "job", {
-        "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "topic": "unused"},
+        "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "topic": topic},
         "paths": {"state": uri, "results": str(tmp_path / "results")},
         "spark": {"master": "local[1]", "extra_conf": {"spark.ui.enabled": "false"}},
     })
