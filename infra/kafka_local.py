@@ -1,7 +1,10 @@
 """A real Apache Kafka broker (KRaft, combined broker+controller) on loopback, from the jars.
 
 Used by the tests (one node, or three for fault tests) and by `scripts/kafka` for local runs.
-Everything lives under one home folder::
+The shared shape (home, pid files, start-or-reuse, stop, status) is infra/daemon.py's; what is
+Kafka's own: the nodes' ports and properties, formatting each node's storage once with the
+cluster's id, and "ready" meaning every broker registered, unfenced. Everything lives under one
+home folder::
 
     home/
       cluster.json          ports, node count and cluster id: found again by later starts
@@ -15,48 +18,28 @@ Everything lives under one home folder::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib.util
 import logging
 import os
 import subprocess
-import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.errors import (
-    ConfigMismatchError,
-    MissingJarsError,
-    NotStartedError,
-    ServiceExitedError,
-    StartTimeoutError,
-    StorageFormatError,
-)
-from infra.java import ensure_java
-from infra.ports import HOST, ensure_ports_free, free_ports, port_answers
-from infra.processes import (
-    error_summary,
-    file_size,
-    home_lock,
-    load_json,
-    process_matches,
-    processes_mentioning,
-    read_pid,
-    read_since,
-    save_json,
-    spawn,
-    terminate,
-)
-from infra.wait import wait_until
+from infra.daemon import DEPS_DIR, Daemon, DaemonGroup, Runtime, require_jars
+from infra.errors import ConfigMismatchError, NotStartedError, StorageFormatError
+from infra.ports import HOST, free_ports, port_answers
+from infra.processes import error_summary, read_since
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEPS_DIR = Path(os.environ.get("RECSYS_DEPS_DIR", REPO_ROOT / ".deps"))
 KAFKA_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
+FORMAT_TIMEOUT = 120  # seconds for StorageTool format
 DEFAULT_HEAP = "512m"
 FORMAT_HEAP = "256m"
 # Smaller than Kafka's 50: the first consumer group or transaction on 2 cores stays quick.
@@ -109,6 +92,15 @@ def plan_nodes(brokers: int, base_port: int | None) -> list[KafkaNode]:
         if ports[-1] > 65535:
             raise ValueError(f"base port {base_port} leaves no room for {brokers} node(s)")
     return [KafkaNode(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(brokers)]
+
+
+def new_cluster_id() -> str:
+    """A cluster id as Kafka's StorageTool random-uuid makes it: a random UUID in URL-safe
+    base64 without padding, never starting with "-" (the tool's option parser would stumble)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
 
 
 def bootstrap_of(nodes: list[KafkaNode]) -> str:
@@ -171,14 +163,8 @@ def kafka_classpath(deps_dir: Path = DEPS_DIR) -> list[Path]:
     The closure fetched by jvm/pom.xml pairs slf4j-api 1.7 with log4j-slf4j2-impl, which only
     binds to SLF4J 2: the broker would log nothing. If so, pyspark's slf4j-api 2.x replaces it.
     """
-    kafka_dir = deps_dir / "kafka"
-    jars = sorted(kafka_dir.glob("*.jar"))
+    jars = require_jars(deps_dir / "kafka", ("kafka_2.13-", "log4j-core-"), "Kafka")
     names = [j.name for j in jars]
-    for prefix in ("kafka_2.13-", "log4j-core-"):
-        if not any(n.startswith(prefix) for n in names):
-            raise MissingJarsError(
-                f"Kafka jars not found in {kafka_dir} (no {prefix}*.jar); run scripts/setup"
-            )
     old_api = [j for j in jars if j.name.startswith("slf4j-api-1.")]
     if old_api and any(n.startswith("log4j-slf4j2-impl-") for n in names):
         newer = _pyspark_slf4j_api()
@@ -201,8 +187,14 @@ def _pyspark_slf4j_api() -> Path | None:
     return None
 
 
-class LocalKafka:
+class LocalKafka(DaemonGroup):
     """A Kafka cluster of `brokers` combined KRaft nodes on 127.0.0.1, living under `home`."""
+
+    service = "Kafka"
+    main_classes = (KAFKA_MAIN,)
+    ready_what = "Kafka brokers to register"
+    status_key = "nodes"
+    port_hint = "stop that process, or start Kafka with another --port / a fresh home"
 
     def __init__(
         self,
@@ -215,30 +207,18 @@ class LocalKafka:
         heap: str = DEFAULT_HEAP,
         overrides: Mapping[str, str] | None = None,
     ) -> None:
-        self.home = Path(home).absolute()
+        super().__init__(home, java)
         self.brokers = brokers
         self.base_port = base_port
-        self.java = java
         self.deps_dir = deps_dir or DEPS_DIR
         self.heap = heap
         self.overrides = dict(overrides or {})
+        self.log4j_file = self.home / "log4j2.properties"  # shared by the nodes
         self._nodes: list[KafkaNode] | None = None
         self._cluster_id: str | None = None
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
-        self._log_starts: dict[int, int] = {}  # where this run's part of server.log begins
         self._load_state()
 
     # ---- layout ---------------------------------------------------------------------------
-
-    @property
-    def state_file(self) -> Path:
-        """cluster.json: ports, node count and cluster id of this home."""
-        return self.home / "cluster.json"
-
-    @property
-    def log4j_file(self) -> Path:
-        """The log4j2 configuration shared by the nodes."""
-        return self.home / "log4j2.properties"
 
     def node_dir(self, node_id: int) -> Path:
         """The folder of one node (config, data, logs, pid)."""
@@ -246,16 +226,6 @@ class LocalKafka:
 
     def _props_file(self, node_id: int) -> Path:
         return self.node_dir(node_id) / "server.properties"
-
-    def _pid_file(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "kafka.pid"
-
-    def log_file(self, node_id: int) -> Path:
-        """The broker's own log (server.log) of one node."""
-        return self.node_dir(node_id) / "logs" / "server.log"
-
-    def _stdout_file(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "logs" / "stdout.log"
 
     @property
     def nodes(self) -> list[KafkaNode]:
@@ -271,9 +241,11 @@ class LocalKafka:
         """"127.0.0.1:p1,..." of all nodes."""
         return bootstrap_of(self.nodes)
 
+    address = bootstrap_servers
+
     def _load_state(self) -> None:
         """Adopt the ports and cluster id a previous start saved; refuse conflicting ones."""
-        state = load_json(self.state_file)
+        state = self.saved_state()
         if state is None:
             return
         nodes = [KafkaNode(**n) for n in state["nodes"]]
@@ -290,87 +262,46 @@ class LocalKafka:
         self._nodes = nodes
         self._cluster_id = state.get("cluster_id")
 
-    def _save_state(self) -> None:
-        save_json(
-            self.state_file,
-            {
-                "brokers": self.brokers,
-                "cluster_id": self._cluster_id,
-                "bootstrap_servers": self.bootstrap_servers,
-                "nodes": [asdict(n) for n in self.nodes],
-            },
+    def state(self) -> dict[str, Any]:
+        return {
+            "brokers": self.brokers,
+            "cluster_id": self._cluster_id,
+            "bootstrap_servers": self.bootstrap_servers,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+    def plan(self) -> None:
+        if self._nodes is None:
+            self._nodes = plan_nodes(self.brokers, self.base_port)
+        if self._cluster_id is None:
+            self._cluster_id = new_cluster_id()
+
+    def daemons(self) -> list[Daemon]:
+        return [self._daemon(node) for node in self._nodes or []]
+
+    def _daemon(self, node: KafkaNode) -> Daemon:
+        folder, label = self.node_dir(node.node_id), f"Kafka node {node.node_id}"
+        return Daemon(
+            name=f"node-{node.node_id}",
+            label=label,
+            folder=folder,
+            pid_file=folder / "kafka.pid",
+            console=folder / "logs" / "stdout.log",
+            markers=(KAFKA_MAIN, str(self._props_file(node.node_id))),
+            ports=((node.client_port, f"{label} client listener"),
+                   (node.controller_port, f"{label} controller")),
+            log=folder / "logs" / "server.log",
+            info={"node_id": node.node_id, "client_port": node.client_port,
+                  "controller_port": node.controller_port},
         )
-
-    # ---- processes ------------------------------------------------------------------------
-
-    def _markers(self, node_id: int) -> list[str]:
-        return [KAFKA_MAIN, str(self._props_file(node_id))]
-
-    def _node_pid(self, node_id: int) -> int | None:
-        """The pid of the node's live broker process, or None."""
-        pid = read_pid(self._pid_file(node_id))
-        return pid if process_matches(pid, self._markers(node_id)) else None
-
-    def _stray_pids(self) -> list[int]:
-        """Broker processes of this home that no pid file points at (a lost pid file)."""
-        pids = []
-        for proc in processes_mentioning(str(self.home / "node-")):
-            if any(process_matches(proc.pid, self._markers(n.node_id)) for n in self.nodes):
-                pids.append(proc.pid)
-        return pids
-
-    def is_running(self) -> bool:
-        """Whether every node's broker process is alive."""
-        return self._nodes is not None and all(self._node_pid(n.node_id) for n in self._nodes)
 
     # ---- start ----------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120) -> str:
-        """Start the missing nodes (formatting storage the first time), wait until all serve.
+    def runtime(self, java: Path) -> Runtime:
+        return Runtime(java, os.pathsep.join(str(j) for j in kafka_classpath(self.deps_dir)))
 
-        A cluster already running from this home is reused. Returns the bootstrap servers.
-        """
-        started = time.monotonic()
-        with home_lock(self.home):
-            if self._nodes is None:
-                self._nodes = plan_nodes(self.brokers, self.base_port)
-            missing = [n for n in self.nodes if self._node_pid(n.node_id) is None]
-            if missing:
-                self._launch(missing)
-            else:
-                log.info("Kafka already running in %s; reusing it", self.home)
-            self._wait_ready(timeout - (time.monotonic() - started))
-        log.info(
-            "Kafka ready on %s in %.1f s", self.bootstrap_servers, time.monotonic() - started
-        )
-        return self.bootstrap_servers
-
-    def _launch(self, missing: list[KafkaNode]) -> None:
-        """Write configs, format unformatted storage and start the given nodes."""
-        java = ensure_java(self.java)
-        classpath = os.pathsep.join(str(j) for j in kafka_classpath(self.deps_dir))
-        ensure_ports_free(
-            [(n.client_port, f"Kafka node {n.node_id} client listener") for n in missing]
-            + [(n.controller_port, f"Kafka node {n.node_id} controller") for n in missing],
-            hint="stop that process, or start Kafka with another --port / a fresh home",
-        )
-        self._write_configs()
-        if self._cluster_id is None:
-            self._cluster_id = self._random_uuid(java, classpath)
-        self._save_state()
-        self._format([n for n in missing if not self._formatted(n.node_id)], java, classpath)
-        for node in missing:
-            log.info("starting Kafka node %d on %s:%d", node.node_id, HOST, node.client_port)
-            self._log_starts[node.node_id] = file_size(self.log_file(node.node_id))
-            self._procs[node.node_id] = spawn(
-                self._broker_command(node, java, classpath),
-                log_file=self._stdout_file(node.node_id),
-                pid_file=self._pid_file(node.node_id),
-                cwd=self.node_dir(node.node_id),
-                append=False,
-            )
-
-    def _write_configs(self) -> None:
+    def prepare(self, missing: list[Daemon], runtime: Runtime) -> None:
+        """Write every node's configuration; format the storage of the new nodes."""
         self.log4j_file.write_text(LOG4J2_PROPERTIES)
         for node in self.nodes:
             folder = self.node_dir(node.node_id)
@@ -378,107 +309,52 @@ class LocalKafka:
             props = server_properties(node, self.nodes, folder / "data", self.overrides)
             header = f"Kafka node {node.node_id}, written by infra/kafka_local.py"
             self._props_file(node.node_id).write_text(render_properties(props, header))
+        unformatted = [d for d in missing if not (d.folder / "data" / "meta.properties").exists()]
+        self._format(unformatted, runtime)
 
-    def _broker_command(self, node: KafkaNode, java: Path, classpath: str) -> list[str]:
+    def command(self, daemon: Daemon, runtime: Runtime) -> list[str]:
         return [
-            str(java),
+            str(runtime.java),
             f"-Xmx{self.heap}",
             "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.node_dir(node.node_id) / 'logs'}",
+            f"-Dkafka.logs.dir={daemon.folder / 'logs'}",
             f"-Dlog4j2.configurationFile={self.log4j_file}",
             "-cp",
-            classpath,
+            runtime.classpath,
             KAFKA_MAIN,
-            str(self._props_file(node.node_id)),
+            str(daemon.folder / "server.properties"),
         ]
 
-    def _random_uuid(self, java: Path, classpath: str) -> str:
-        """A new cluster id from Kafka's own StorageTool."""
-        done = subprocess.run(
-            [str(java), "-cp", classpath, STORAGE_TOOL, "random-uuid"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        lines = done.stdout.split()
-        if done.returncode != 0 or not lines:
-            raise StorageFormatError(
-                f"kafka StorageTool random-uuid failed (exit {done.returncode}): "
-                f"{done.stderr.strip()[-300:]}; check the jars (run scripts/setup)"
-            )
-        return lines[-1]
-
-    def _formatted(self, node_id: int) -> bool:
-        return (self.node_dir(node_id) / "data" / "meta.properties").exists()
-
-    def _format(self, nodes: list[KafkaNode], java: Path, classpath: str) -> None:
+    def _format(self, daemons: list[Daemon], runtime: Runtime) -> None:
         """Format the storage of the nodes (in parallel), with the cluster's id."""
-        if not nodes:
+        if not daemons:
             return
-        log.info("formatting storage of node(s) %s", ", ".join(str(n.node_id) for n in nodes))
-        running: list[tuple[KafkaNode, subprocess.Popen[bytes], Path]] = []
-        for node in nodes:
+        log.info("formatting storage of %s", ", ".join(d.label for d in daemons))
+        running: list[tuple[Daemon, subprocess.Popen[bytes], Path]] = []
+        for daemon in daemons:
             # No log4j2 file: the tool's errors go to its console, i.e. format.log.
-            cmd = [
-                str(java),
-                f"-Xmx{FORMAT_HEAP}",
-                "-cp",
-                classpath,
-                STORAGE_TOOL,
-                "format",
-                "--ignore-formatted",
-                "-t",
-                str(self._cluster_id),
-                "-c",
-                str(self._props_file(node.node_id)),
-            ]
+            cmd = [str(runtime.java), f"-Xmx{FORMAT_HEAP}", "-cp", runtime.classpath,
+                   STORAGE_TOOL, "format", "--ignore-formatted", "-t", str(self._cluster_id),
+                   "-c", str(daemon.folder / "server.properties")]
             if self.brokers == 1:
                 cmd.append("--standalone")
-            out = self.node_dir(node.node_id) / "logs" / "format.log"
+            out = daemon.folder / "logs" / "format.log"
             with open(out, "wb") as fh:
                 proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-            running.append((node, proc, out))
-        for node, proc, out in running:
-            code = proc.wait(timeout=120)
+            running.append((daemon, proc, out))
+        for daemon, proc, out in running:
+            code = proc.wait(timeout=FORMAT_TIMEOUT)
             if code != 0:
                 raise StorageFormatError(
-                    f"formatting storage of Kafka node {node.node_id} failed (exit {code}); "
+                    f"formatting storage of {daemon.label} failed (exit {code}); "
                     f"see {out}: {error_summary(read_since(out))}"
                 )
 
-    def _wait_ready(self, timeout: float) -> None:
-        """Wait until every node answers and is registered, unfenced, with the controller."""
-        try:
-            wait_until(self._ready, max(timeout, 1.0), "Kafka brokers to register", 0.25)
-        except TimeoutError as exc:
-            raise StartTimeoutError(
-                f"Kafka in {self.home} was not ready within {timeout:.0f} s; "
-                f"see {self.log_file(self.nodes[0].node_id)}"
-            ) from exc
-
-    def _ready(self) -> bool:
-        for node_id, proc in self._procs.items():
-            code = proc.poll()
-            if code is not None:
-                self._raise_exited(node_id, code)
+    def ready(self) -> bool:
+        """Every node answers and is registered, unfenced, with the controller."""
         if not all(port_answers(n.client_port) for n in self.nodes):
             return False
         return self._registered_brokers() == {n.node_id for n in self.nodes}
-
-    def _raise_exited(self, node_id: int, code: int) -> None:
-        del self._procs[node_id]
-        self._pid_file(node_id).unlink(missing_ok=True)
-        # The console log only gets JVM-level failures (bad heap, missing class); else server.log.
-        shown, text = self._stdout_file(node_id), read_since(self._stdout_file(node_id))
-        if not text.strip():
-            shown = self.log_file(node_id)
-            text = read_since(shown, self._log_starts.get(node_id, 0))
-        last = "\n".join(text.splitlines()[-15:])
-        raise ServiceExitedError(
-            f"Kafka node {node_id} exited during start (exit code {code}): "
-            f"{error_summary(text)}; see {shown}\nLast lines of {shown}:\n{last}"
-        )
 
     def _registered_brokers(self) -> set[int]:
         """Ids of the brokers the cluster metadata lists as unfenced (empty if unreachable)."""
@@ -507,67 +383,17 @@ class LocalKafka:
         finally:
             admin.close()
 
-    # ---- stop -----------------------------------------------------------------------------
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop every node (SIGTERM, SIGKILL after `timeout`); safe to call when stopped."""
-        if self._nodes is None:
-            return
-        with home_lock(self.home):
-            pids = [p for n in self.nodes if (p := self._node_pid(n.node_id))]
-            pids += [p for p in self._stray_pids() if p not in pids]
-            if pids:
-                log.info("stopping Kafka in %s (pids %s)", self.home, pids)
-                terminate(pids, timeout)
-            for node in self.nodes:
-                self._pid_file(node.node_id).unlink(missing_ok=True)
-            self._reap()
+    # ---- stop and status ------------------------------------------------------------------
 
     def stop_broker(self, node_id: int, timeout: float = 30) -> None:
         """Stop one node of the cluster (fault tests); the others keep running."""
-        if node_id not in {n.node_id for n in self.nodes}:
-            raise ValueError(f"no node {node_id} in {self.home}")
-        pid = self._node_pid(node_id)
-        if pid:
-            log.info("stopping Kafka node %d (pid %d)", node_id, pid)
-            terminate([pid], timeout)
-        self._pid_file(node_id).unlink(missing_ok=True)
-        self._reap()
+        self.stop_one(f"node-{node_id}", timeout)
 
-    def _reap(self) -> None:
-        """Forget our handles on processes that have ended."""
-        for node_id, proc in list(self._procs.items()):
-            if proc.poll() is not None:
-                del self._procs[node_id]
+    def summary(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap_servers if self._nodes else None,
+                "cluster_id": self._cluster_id}
 
-    # ---- status and topics ----------------------------------------------------------------
-
-    def status(self) -> dict[str, Any]:
-        """Per node: pid, alive, ports (and whether the client port answers)."""
-        if self._nodes is None:
-            return {"home": str(self.home), "running": False, "bootstrap_servers": None,
-                    "nodes": []}
-        nodes = []
-        for node in self.nodes:
-            pid = self._node_pid(node.node_id)
-            nodes.append(
-                {
-                    "node_id": node.node_id,
-                    "pid": pid,
-                    "alive": pid is not None,
-                    "client_port": node.client_port,
-                    "controller_port": node.controller_port,
-                    "answering": pid is not None and port_answers(node.client_port),
-                    "log": str(self.log_file(node.node_id)),
-                }
-            )
-        return {
-            "home": str(self.home),
-            "running": all(n["alive"] for n in nodes),
-            "bootstrap_servers": self.bootstrap_servers,
-            "cluster_id": self._cluster_id,
-            "nodes": nodes,
-        }
+    # ---- topics ---------------------------------------------------------------------------
 
     def create_topic(
         self, name: str, partitions: int = 1, replication: int | None = None

@@ -2,7 +2,11 @@
 
 Started with pyspark's `spark-class` (the pip package has no start-master scripts), so jobs can
 be tested with `spark-submit --master spark://127.0.0.1:PORT` the way they run in production.
-Everything lives under one home folder::
+The shared shape (home, pid files, start-or-reuse, stop, status) is infra/daemon.py's; what is
+Spark's own: the master starts first (a worker that finds no master retries only after 5-15 s),
+"ready" means the master lists every worker ALIVE, each worker has its own scratch folder, a
+stopped home may restart with other sizes, and jobs are submitted with spark-submit. Everything
+lives under one home folder::
 
     home/
       cluster.json                  ports and sizes: found again by later starts and the CLI
@@ -13,12 +17,11 @@ Everything lives under one home folder::
                                     blocks): no worker shares a local folder with another
       submit/                       logs of submit() runs
 
-Command line: `python -m infra.spark_cluster {start,stop,status}` (see main()).
+Command line: scripts/spark-cluster (infra/spark_cli.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -27,35 +30,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.cli import EXIT_NOT_RUNNING, configure_logging, resolve_home, run_command
-from infra.errors import (
-    ConfigMismatchError,
-    MissingJarsError,
-    ServiceExitedError,
-    StartTimeoutError,
-    SubmitError,
-)
-from infra.java import ensure_java, java_home_of
-from infra.ports import HOST, ensure_ports_free, free_ports, parse_port
-from infra.processes import (
-    error_summary,
-    file_size,
-    home_lock,
-    load_json,
-    process_matches,
-    processes_mentioning,
-    read_pid,
-    read_since,
-    save_json,
-    spawn,
-    terminate,
-)
-from infra.wait import wait_until
+from infra.daemon import Daemon, DaemonGroup, Deadline, Runtime
+from infra.errors import MissingJarsError, SubmitError
+from infra.java import java_home_of
+from infra.ports import HOST, free_ports
+from infra.processes import error_summary, read_since, terminate
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +48,6 @@ WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 DAEMON_MEMORY = "512m"
 # The master and workers only keep books: the quick JIT tier alone starts them faster on 2 cores.
 DAEMON_JAVA_OPTS = "-XX:TieredStopAtLevel=1"
-DEFAULT_HOME = "var/spark-cluster"
-DEFAULT_MASTER_PORT = 7077
-DEFAULT_WEBUI_PORT = 8080
 
 LOG4J2_PROPERTIES = """\
 # Written by infra/spark_cluster.py: the master's and workers' logs (their .out files).
@@ -150,8 +131,13 @@ def fetch_json(url: str, timeout: float = 3.0) -> dict[str, Any] | None:
         return None
 
 
-class LocalSparkCluster:
+class LocalSparkCluster(DaemonGroup):
     """A standalone master and `workers` workers on 127.0.0.1, living under `home`."""
+
+    service = "Spark cluster"
+    main_classes = (MASTER_CLASS, WORKER_CLASS)
+    ready_what = "the Spark workers to register"
+    status_key = "daemons"
 
     def __init__(
         self,
@@ -164,61 +150,54 @@ class LocalSparkCluster:
         *,
         java: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.home = Path(home).absolute()
+        super().__init__(home, java)
         self.workers_count = workers
         self.cores_per_worker = cores_per_worker
         self.memory_per_worker = memory_per_worker
-        self.java = java
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._log_starts: dict[str, int] = {}
+        self.conf_dir = self.home / "conf"  # the daemons' SPARK_CONF_DIR
         self.ports = self._adopt_ports(master_port, webui_port)
+        self.master_url = f"spark://{HOST}:{self.ports.master}"  # for --master
+        self.webui_url = f"http://{HOST}:{self.ports.webui}"  # its JSON: webui_url + "/json/"
 
     # ---- layout ---------------------------------------------------------------------------
 
     @property
-    def state_file(self) -> Path:
-        """cluster.json: ports and sizes of this home."""
-        return self.home / "cluster.json"
+    def address(self) -> str:
+        return self.master_url
 
-    @property
-    def conf_dir(self) -> Path:
-        """The daemons' SPARK_CONF_DIR."""
-        return self.home / "conf"
+    def describe(self) -> str:
+        return f"{self.master_url} ({self.workers_count} worker(s), web UI {self.webui_url})"
 
-    @property
-    def master_url(self) -> str:
-        """spark://127.0.0.1:PORT, for --master."""
-        return f"spark://{HOST}:{self.ports.master}"
+    def daemons(self) -> list[Daemon]:
+        return self._daemons_of(self.ports)
 
-    @property
-    def webui_url(self) -> str:
-        """The master's web UI (its JSON is at webui_url + "/json/")."""
-        return f"http://{HOST}:{self.ports.webui}"
-
-    def _dir(self, name: str) -> Path:
-        return self.home / name
-
-    def _names(self) -> list[str]:
-        return ["master"] + [f"worker-{i}" for i in range(1, self.workers_count + 1)]
-
-    def _pid_file(self, name: str) -> Path:
-        return self._dir(name) / f"{name.split('-')[0]}.pid"
-
-    def log_file(self, name: str) -> Path:
-        """The console log of a daemon ("master" or "worker-<i>")."""
-        return self._dir(name) / f"{name.split('-')[0]}.out"
-
-    def _work_dir(self, name: str) -> Path:
-        return self._dir(name) / "work"
-
-    def _markers(self, name: str) -> list[str]:
-        if name == "master":
-            return [MASTER_CLASS, str(self.conf_dir / "spark-defaults.conf")]
-        return [WORKER_CLASS, str(self._work_dir(name))]
+    def _daemons_of(self, ports: ClusterPorts) -> list[Daemon]:
+        """The master and the workers of a cluster on `ports`."""
+        master = self.home / "master"
+        found = [Daemon(
+            name="master", label="Spark master", folder=master,
+            pid_file=master / "master.pid", console=master / "master.out",
+            markers=(MASTER_CLASS, str(self.conf_dir / "spark-defaults.conf")),
+            ports=tuple(ports.of("master")),
+            info={"name": "master", "port": ports.master, "webui_port": ports.webui},
+        )]
+        for index, webui in enumerate(ports.workers, start=1):
+            name = f"worker-{index}"
+            folder = self.home / name
+            found.append(Daemon(
+                name=name, label=f"Spark {name}", folder=folder,
+                pid_file=folder / "worker.pid", console=folder / "worker.out",
+                markers=(WORKER_CLASS, str(folder / "work")),
+                ports=tuple(ports.of(name)),
+                # A scratch folder of its own, as separate hosts would have.
+                env={"SPARK_LOCAL_DIRS": str(folder / "scratch")},
+                info={"name": name, "port": None, "webui_port": webui},
+            ))
+        return found
 
     def _adopt_ports(self, master_port: int | None, webui_port: int | None) -> ClusterPorts:
         """Saved ports where none were given; refuse other settings while the cluster runs."""
-        state = load_json(self.state_file)
+        state = self.saved_state()
         if state is None:
             return plan_ports(self.workers_count, master_port, webui_port)
         saved = ClusterPorts(state["master_port"], state["webui_port"],
@@ -229,55 +208,36 @@ class LocalSparkCluster:
                 saved.master, saved.webui)
         if wanted == have:
             return saved
-        if self._any_running(len(saved.workers)):
-            raise ConfigMismatchError(
-                f"a Spark cluster runs in {self.home} with {have[0]} worker(s) x {have[1]} "
-                f"core(s) x {have[2]} on port {have[3]}; stop it first or use another home"
-            )
+        self.refuse_if_running(
+            self._daemons_of(saved),
+            f"with {have[0]} worker(s) x {have[1]} core(s) x {have[2]} on port {have[3]}",
+        )
         ports = plan_ports(self.workers_count, master_port or saved.master,
                            webui_port or saved.webui)
         if len(saved.workers) == self.workers_count:
             ports = ClusterPorts(ports.master, ports.webui, saved.workers)
         return ports
 
-    def _any_running(self, workers: int) -> bool:
-        """Whether a daemon of a cluster of `workers` workers in this home is alive."""
-        names = ["master"] + [f"worker-{i}" for i in range(1, workers + 1)]
-        return any(
-            process_matches(read_pid(self._pid_file(n)), self._markers(n)) for n in names
-        )
+    def state(self) -> dict[str, Any]:
+        return {
+            "master_url": self.master_url,
+            "webui_url": self.webui_url,
+            "master_port": self.ports.master,
+            "webui_port": self.ports.webui,
+            "worker_webui_ports": list(self.ports.workers),
+            "workers": self.workers_count,
+            "cores_per_worker": self.cores_per_worker,
+            "memory_per_worker": self.memory_per_worker,
+        }
 
-    def _save_state(self) -> None:
-        save_json(
-            self.state_file,
-            {
-                "master_url": self.master_url,
-                "webui_url": self.webui_url,
-                "master_port": self.ports.master,
-                "webui_port": self.ports.webui,
-                "worker_webui_ports": list(self.ports.workers),
-                "workers": self.workers_count,
-                "cores_per_worker": self.cores_per_worker,
-                "memory_per_worker": self.memory_per_worker,
-            },
-        )
+    # ---- start ----------------------------------------------------------------------------
 
-    # ---- processes ------------------------------------------------------------------------
-
-    def _pid(self, name: str) -> int | None:
-        """The pid of a live daemon ("master", "worker-<i>"), or None."""
-        pid = read_pid(self._pid_file(name))
-        return pid if process_matches(pid, self._markers(name)) else None
-
-    def is_running(self) -> bool:
-        """Whether the master and every worker process are alive."""
-        return all(self._pid(n) for n in self._names())
-
-    def _daemon_env(self, java_home: Path) -> dict[str, str]:
+    def runtime(self, java: Path) -> Runtime:
+        """The daemons' environment (spark-class reads its settings from there)."""
         env = dict(os.environ)
         env.update(
             {
-                "JAVA_HOME": str(java_home),
+                "JAVA_HOME": str(java_home_of(java)),
                 "SPARK_HOME": str(spark_home()),
                 "SPARK_CONF_DIR": str(self.conf_dir),
                 "SPARK_LOCAL_IP": HOST,
@@ -291,147 +251,51 @@ class LocalSparkCluster:
                 "PYSPARK_PYTHON": sys.executable,
             }
         )
-        return env
+        return Runtime(java, env=env)
 
-    def _command(self, name: str) -> list[str]:
+    def prepare(self, missing: list[Daemon], runtime: Runtime) -> None:
+        """The conf folder; the work and scratch folders of the daemons about to start."""
+        self.conf_dir.mkdir(parents=True, exist_ok=True)
+        (self.conf_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        (self.conf_dir / "spark-defaults.conf").write_text(SPARK_DEFAULTS)
+        for daemon in missing:
+            (daemon.folder / "work").mkdir(parents=True, exist_ok=True)
+            if scratch := daemon.env.get("SPARK_LOCAL_DIRS"):
+                Path(scratch).mkdir(parents=True, exist_ok=True)
+
+    def command(self, daemon: Daemon, runtime: Runtime) -> list[str]:
         spark_class = str(spark_home() / "bin" / "spark-class")
         props = ["--properties-file", str(self.conf_dir / "spark-defaults.conf")]
-        if name == "master":
+        if daemon.name == "master":
             return [spark_class, MASTER_CLASS, "--host", HOST, "--port", str(self.ports.master),
                     "--webui-port", str(self.ports.webui), *props]
-        index = int(name.split("-")[1])
         return [
             spark_class, WORKER_CLASS, self.master_url,
             "--host", HOST,
             "--cores", str(self.cores_per_worker),
             "--memory", self.memory_per_worker,
-            "--webui-port", str(self.ports.workers[index - 1]),
-            "--work-dir", str(self._work_dir(name)),
+            "--webui-port", str(daemon.info["webui_port"]),
+            "--work-dir", str(daemon.folder / "work"),
             *props,
         ]
 
-    # ---- start / stop ---------------------------------------------------------------------
-
-    def start(self, timeout: float = 120) -> str:
-        """Start what is not running, wait until the master lists every worker ALIVE.
-
-        The master comes first: a worker that finds no master retries only after 5-15 s.
-        A cluster already running from this home is reused. Returns the master URL.
-        """
-        started = time.monotonic()
-        deadline = started + timeout
-        with home_lock(self.home):
-            missing = [n for n in self._names() if self._pid(n) is None]
-            if not missing:
-                log.info("Spark cluster already running in %s; reusing it", self.home)
-            else:
-                env = self._prepare(missing)
-                if "master" in missing:
-                    self._spawn("master", env)
-                    self._wait(self._master_ready, deadline, "the Spark master to be ALIVE")
-                for name in missing:
-                    if name != "master":
-                        self._spawn(name, env)
-            self._wait(self._workers_ready, deadline, "the Spark workers to register")
-        log.info(
-            "Spark cluster ready on %s (%d worker(s), web UI %s) in %.1f s",
-            self.master_url, self.workers_count, self.webui_url, time.monotonic() - started,
-        )
-        return self.master_url
-
-    def _prepare(self, missing: list[str]) -> dict[str, str]:
-        """Check java and ports, write the conf folder and cluster.json; the daemons' env."""
-        java = ensure_java(self.java)
-        env = self._daemon_env(java_home_of(java))
-        ensure_ports_free(
-            [pair for name in missing for pair in self.ports.of(name)],
-            hint="stop that process, or use other ports / a fresh home",
-        )
-        self.conf_dir.mkdir(parents=True, exist_ok=True)
-        (self.conf_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        (self.conf_dir / "spark-defaults.conf").write_text(SPARK_DEFAULTS)
-        self._save_state()
-        return env
-
-    def _spawn(self, name: str, env: Mapping[str, str]) -> None:
-        self._work_dir(name).mkdir(parents=True, exist_ok=True)
-        if name != "master":  # scratch of its own, as separate hosts would have
-            scratch = self._dir(name) / "scratch"
-            scratch.mkdir(parents=True, exist_ok=True)
-            env = {**env, "SPARK_LOCAL_DIRS": str(scratch)}
-        log.info("starting Spark %s", name)
-        self._log_starts[name] = file_size(self.log_file(name))
-        self._procs[name] = spawn(
-            self._command(name),
-            log_file=self.log_file(name),
-            pid_file=self._pid_file(name),
-            env=env,
-            cwd=self._dir(name),
-        )
-
-    def _wait(self, predicate: Callable[[], bool], deadline: float, what: str) -> None:
-        remaining = max(deadline - time.monotonic(), 1.0)
-        try:
-            wait_until(predicate, remaining, what, 0.25)
-        except TimeoutError as exc:
-            raise StartTimeoutError(
-                f"timed out waiting for {what} in {self.home}; "
-                f"see {self.log_file('master')} and the workers' worker.out"
-            ) from exc
-
-    def _check_alive(self) -> None:
-        for name, proc in list(self._procs.items()):
-            code = proc.poll()
-            if code is not None:
-                self._raise_exited(name, code)
+    def spawn_all(self, missing: list[Daemon], runtime: Runtime, deadline: Deadline) -> None:
+        """The master first, until ALIVE: a worker that finds no master retries only later."""
+        for daemon in missing:
+            self.spawn(daemon, runtime)
+            if daemon.name == "master":
+                self.wait_for(self._master_ready, deadline, "the Spark master to be ALIVE")
 
     def _master_ready(self) -> bool:
-        self._check_alive()
         state = self.master_state()
         return state is not None and state.get("status") == "ALIVE"
 
-    def _workers_ready(self) -> bool:
-        self._check_alive()
+    def ready(self) -> bool:
+        """The master lists every worker ALIVE."""
         state = self.master_state()
         return state is not None and alive_workers(state, self.ports.workers) >= len(
             self.ports.workers
         )
-
-    def _raise_exited(self, name: str, code: int) -> None:
-        del self._procs[name]
-        self._pid_file(name).unlink(missing_ok=True)
-        path = self.log_file(name)
-        text = read_since(path, self._log_starts.get(name, 0))
-        last = "\n".join(text.splitlines()[-15:])
-        raise ServiceExitedError(
-            f"Spark {name} exited during start (exit code {code}): {error_summary(text)}; "
-            f"see {path}\nLast lines of {path}:\n{last}"
-        )
-
-    def stop(self, timeout: float = 30) -> None:
-        """Stop the workers (with their executors) and the master; safe when stopped."""
-        if not self.state_file.exists():
-            return
-        with home_lock(self.home):
-            pids = [p for n in reversed(self._names()) if (p := self._pid(n))]
-            pids += [p for p in self._stray_pids() if p not in pids]
-            if pids:
-                log.info("stopping the Spark cluster in %s (pids %s)", self.home, pids)
-                terminate(pids, timeout)
-            for name in self._names():
-                self._pid_file(name).unlink(missing_ok=True)
-            for name, proc in list(self._procs.items()):
-                if proc.poll() is not None:
-                    del self._procs[name]
-
-    def _stray_pids(self) -> list[int]:
-        """Daemons of this home no pid file points at (a lost pid file, a bigger old cluster)."""
-        found = []
-        for proc in processes_mentioning(str(self.home)):
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if MASTER_CLASS in cmd or WORKER_CLASS in cmd:
-                found.append(proc.pid)
-        return found
 
     # ---- what the master knows ------------------------------------------------------------
 
@@ -465,24 +329,12 @@ class LocalSparkCluster:
                     found.append({**entry, "worker_id": worker["id"]})
         return found
 
-    def status(self) -> dict[str, Any]:
-        """Per daemon: pid, alive, ports; and how many workers the master lists ALIVE."""
-        state = self.master_state() if self._pid("master") else None
-        daemons = []
-        for name in self._names():
-            pid = self._pid(name)
-            port = self.ports.master if name == "master" else None
-            webui = (self.ports.webui if name == "master"
-                     else self.ports.workers[int(name.split("-")[1]) - 1])
-            daemons.append({"name": name, "pid": pid, "alive": pid is not None, "port": port,
-                            "webui_port": webui, "log": str(self.log_file(name))})
+    def summary(self) -> dict[str, Any]:
+        state = self.master_state() if self.pid(self.daemons()[0]) else None
         return {
-            "home": str(self.home),
-            "running": all(d["alive"] for d in daemons),
             "master_url": self.master_url,
             "webui_url": self.webui_url,
             "alive_workers": alive_workers(state, self.ports.workers) if state else 0,
-            "daemons": daemons,
         }
 
     # ---- submitting -----------------------------------------------------------------------
@@ -532,101 +384,3 @@ class LocalSparkCluster:
                 f"see {out}"
             )
         return out
-
-
-# ---- command line ---------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of `python -m infra.spark_cluster`."""
-    parser = argparse.ArgumentParser(
-        prog="scripts/spark-cluster", description="A local Spark standalone cluster."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (
-        ("start", "start the master and workers, or reuse them if running"),
-        ("stop", "stop the workers (and their executors) and the master"),
-        ("status", "show pids and ports; exit 0 if running, 3 if not"),
-    ):
-        cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument("--home", help=f"state folder (default: {DEFAULT_HOME} in the repo)")
-        if name == "start":
-            cmd.add_argument("--workers", type=int, default=None,
-                             help="number of workers (default: as saved, else 2)")
-            cmd.add_argument("--cores", type=int, default=None,
-                             help="cores per worker (default: saved, else 1)")
-            cmd.add_argument("--memory", default=None,
-                             help="memory per worker, e.g. 1g (default: saved, else 1g)")
-            cmd.add_argument("--port", type=parse_port, default=None,
-                             help=f"master port (default: saved, else {DEFAULT_MASTER_PORT})")
-            cmd.add_argument("--webui-port", type=parse_port, default=None,
-                             help=f"master web UI port (default: saved, else "
-                                  f"{DEFAULT_WEBUI_PORT})")
-            cmd.add_argument("--timeout", type=float, default=120, help="seconds to wait")
-        if name == "stop":
-            cmd.add_argument("--timeout", type=float, default=30, help="seconds before SIGKILL")
-        if name == "status":
-            cmd.add_argument("--json", action="store_true", help="print JSON")
-    return parser
-
-
-def open_home(home: Path, args: argparse.Namespace | None = None) -> LocalSparkCluster:
-    """A LocalSparkCluster on `home`: saved settings, CLI options where given, else defaults."""
-    saved = load_json(home / "cluster.json") or {}
-    given = vars(args) if args is not None else {}
-    return LocalSparkCluster(
-        home,
-        workers=given.get("workers") or saved.get("workers", 2),
-        cores_per_worker=given.get("cores") or saved.get("cores_per_worker", 1),
-        memory_per_worker=given.get("memory") or saved.get("memory_per_worker", "1g"),
-        master_port=given.get("port") or (None if saved else DEFAULT_MASTER_PORT),
-        webui_port=given.get("webui_port") or (None if saved else DEFAULT_WEBUI_PORT),
-    )
-
-
-def format_status(status: Mapping[str, Any]) -> str:
-    """Human-readable status lines."""
-    state = "running" if status["running"] else "not running"
-    lines = [
-        f"Spark cluster in {status['home']}: {state}; {status['master_url']}, web UI "
-        f"{status['webui_url']}, {status['alive_workers']} worker(s) ALIVE"
-    ]
-    for d in status["daemons"]:
-        lines.append(f"  {d['name']}: pid {d['pid'] or '-'}, web UI port {d['webui_port']}, "
-                     f"log {d['log']}")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m infra.spark_cluster`."""
-    args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
-    home = resolve_home(args.home, DEFAULT_HOME)
-
-    def command() -> int:
-        if args.command == "start":
-            open_home(home, args).start(timeout=args.timeout)
-            return 0
-        if not (home / "cluster.json").exists():
-            if args.command == "status":
-                sys.stdout.write(f"no Spark cluster set up in {home}\n")
-                return EXIT_NOT_RUNNING
-            return 0
-        cluster = open_home(home)
-        if args.command == "stop":
-            cluster.stop(timeout=args.timeout)
-            return 0
-        status = cluster.status()
-        sys.stdout.write(json.dumps(status, indent=2) + "\n" if args.json
-                         else format_status(status))
-        return 0 if status["running"] else EXIT_NOT_RUNNING
-
-    return run_command(command)
-
-
-if __name__ == "__main__":
-    # Run the imported module's main, so log lines name infra.spark_cluster, not __main__.
-    from infra.spark_cluster import main as module_main
-
-    sys.exit(module_main())

@@ -30,7 +30,8 @@ from tests.kafka_helpers import create_topic, sales_event, send_all
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-RUN_FILES = {"edges.csv", "manifest.json", "metrics.json", "model", "popular.csv", "vertices.csv"}
+RUN_FILES = {"edges.csv", "factors", "manifest.json", "metrics.json", "model", "popular.csv",
+             "vertices.csv"}
 # Names that only the event store, the ledger and the runs' files have.
 JOB_FILE_MARKERS = ("batch_id=", "seq_base=", "input_split=", "ledger.json", "manifest.json",
                     "vertices.csv", "edges.csv", "popular.csv", "id_map")
@@ -298,8 +299,10 @@ def test_a_bad_state_uri_stops_the_job_at_start_with_one_line(
                         "the NameNode does not answer"),
         "no-permission": (join(locked_folder, "state"), "no permission to write there"),
     }[case]
+    topic = f"bad-uri-{case}"  # it exists: the job checks its topic before the storage
+    create_topic(kafka.bootstrap_servers, topic, partitions=1)
     config = write_config(tmp_path, "job", {
-        "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "topic": "unused"},
+        "kafka": {"bootstrap_servers": kafka.bootstrap_servers, "topic": topic},
         "paths": {"state": uri, "results": str(tmp_path / "results")},
         "spark": {"master": "local[1]", "extra_conf": {"spark.ui.enabled": "false"}},
     })

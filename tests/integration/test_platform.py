@@ -228,9 +228,9 @@ def test_wordcount_job_runs_on_both_workers_of_the_standalone_cluster(
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m infra.kafka ...` the way scripts/kafka does."""
+    """Run `python -m infra.kafka_cli ...` the way scripts/kafka does."""
     return subprocess.run(
-        [sys.executable, "-m", "infra.kafka", *args],
+        [sys.executable, "-m", "infra.kafka_cli", *args],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
 

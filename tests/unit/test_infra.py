@@ -6,16 +6,20 @@ No broker, no Spark, no JVM: these run in a second.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import socket
 import stat
+import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from infra import java as java_mod
-from infra import kafka as kafka_cli
-from infra import spark_cluster
+from infra import kafka_cli, spark_cli, spark_cluster
+from infra.cli import StartOption
+from infra.daemon import Daemon, DaemonGroup, Runtime
 from infra.errors import (
     ConfigMismatchError,
     JavaNotFoundError,
@@ -23,17 +27,27 @@ from infra.errors import (
     MissingJarsError,
     NotStartedError,
     PortInUseError,
+    ServiceExitedError,
+    StartTimeoutError,
 )
 from infra.java import ensure_java, find_java, newest_installed_jdk, parse_java_major
 from infra.kafka_local import (
     LocalKafka,
     bootstrap_of,
     kafka_classpath,
+    new_cluster_id,
     plan_nodes,
     render_properties,
     server_properties,
 )
-from infra.ports import ensure_ports_free, free_ports, parse_host_ports, parse_port
+from infra.ports import (
+    ensure_ports_free,
+    free_ports,
+    parse_host_ports,
+    parse_port,
+    port_answers,
+    port_is_free,
+)
 from infra.processes import error_summary, read_pid, write_pid
 from infra.spark_cluster import ClusterPorts, alive_workers, plan_ports
 from infra.wait import wait_until
@@ -392,4 +406,118 @@ def test_spark_cluster_urls_and_saved_ports(tmp_path: Path) -> None:
 
 
 def test_spark_cli_status_of_an_empty_home_exits_3(tmp_path: Path) -> None:
-    assert spark_cluster.main(["status", "--home", str(tmp_path / "none")]) == 3
+    assert spark_cli.main(["status", "--home", str(tmp_path / "none")]) == 3
+
+
+def test_new_cluster_ids_are_16_bytes_in_unpadded_url_safe_base64_never_led_by_a_dash() -> None:
+    ids = {new_cluster_id() for _ in range(300)}
+    decoded = {len(base64.urlsafe_b64decode(i + "==")) for i in ids}
+    assert (len(ids), {len(i) for i in ids}, decoded, sorted(i for i in ids if i[0] == "-")) == (
+        300, {22}, {16}, [])
+
+
+def test_start_options_take_the_given_value_then_the_saved_one_then_the_default() -> None:
+    workers = StartOption("--workers", "workers", "workers", 2, saved_key="workers")
+    port = StartOption("--port", "master_port", "port", 7077, type=parse_port)
+    given = argparse.Namespace(workers=4, port=17077)
+    unset = argparse.Namespace(workers=None, port=None)
+    saved = {"workers": 3, "master_port": 27077}
+    values = [(workers.value(args, state), port.value(args, state))
+              for args, state in ((given, saved), (unset, saved), (unset, None), (None, saved))]
+    # A saved port is adopted by the service itself (None), never replaced by the default.
+    assert values == [(4, 17077), (3, None), (2, 7077), (3, None)]
+
+
+class PythonHttpServer(DaemonGroup):
+    """The shared base with a process that is no JVM: Python's http.server on one port."""
+
+    service = "test server"
+    state_name = "server.json"
+    main_classes = ("http.server",)
+    ready_what = "the test server to answer"
+
+    def __init__(self, home: Path, java: Path, script: str | None = None) -> None:
+        super().__init__(home, java)
+        saved = self.saved_state()
+        self.port = saved["port"] if saved else free_ports(1)[0]
+        self.script = script  # set: this Python code runs instead of the server
+
+    def daemons(self) -> list[Daemon]:
+        return [Daemon("server", "test server", self.home, self.home / "server.pid",
+                       self.home / "server.out", ("http.server", str(self.home / "www")),
+                       ((self.port, "test server"),))]
+
+    def state(self) -> dict[str, int]:
+        return {"port": self.port}
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def prepare(self, missing: list[Daemon], runtime: Runtime) -> None:
+        (self.home / "www").mkdir(parents=True, exist_ok=True)
+
+    def command(self, daemon: Daemon, runtime: Runtime) -> list[str]:
+        if self.script is not None:  # with the server's markers, so that stop() finds it
+            return [sys.executable, "-c", self.script, *daemon.markers]
+        return [sys.executable, "-m", "http.server", str(self.port), "--bind", "127.0.0.1",
+                "--directory", str(self.home / "www")]
+
+    def ready(self) -> bool:
+        return port_answers(self.port)
+
+
+def test_a_second_start_reuses_the_process_and_stop_frees_its_port(tmp_path: Path) -> None:
+    java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
+    try:
+        first = PythonHttpServer(home, java)
+        first.start(timeout=60)
+        (row,) = first.status()["processes"]
+        again = PythonHttpServer(home, java)
+        reused = (again.start(timeout=30), again.status()["processes"][0]["pid"])
+        again.stop(timeout=10)
+        after = (again.is_running(), port_is_free(first.port), (home / "server.pid").exists())
+    finally:
+        PythonHttpServer(home, java).stop(timeout=5)
+    assert (row["alive"], row["answering"], reused, after) == (
+        True, True, (f"127.0.0.1:{first.port}", row["pid"]), (False, True, False))
+
+
+def test_stop_finds_a_process_whose_pid_file_was_lost(tmp_path: Path) -> None:
+    java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
+    server = PythonHttpServer(home, java)
+    try:
+        server.start(timeout=60)
+        pid = server.status()["processes"][0]["pid"]
+        (home / "server.pid").unlink()
+        PythonHttpServer(home, java).stop(timeout=10)
+        assert not psutil.pid_exists(pid)
+    finally:
+        server.stop(timeout=5)
+
+
+def test_a_process_that_dies_during_start_is_named_with_its_log(tmp_path: Path) -> None:
+    java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
+    fail = "import sys; print('cannot bind: disk full', file=sys.stderr); sys.exit(3)"
+    server = PythonHttpServer(home, java, script=fail)
+    with pytest.raises(ServiceExitedError) as caught:
+        server.start(timeout=60)
+    first, *rest = str(caught.value).splitlines()
+    assert (first, rest[-1], (home / "server.pid").exists()) == (
+        "test server exited during start (exit code 3): cannot bind: disk full; "
+        f"see {home / 'server.out'}", "cannot bind: disk full", False)
+
+
+def test_a_service_not_ready_in_time_is_named_with_its_log_and_stops(tmp_path: Path) -> None:
+    java, home = _fake_java(tmp_path / "jdk", "21"), tmp_path / "home"
+    stuck = "import time; print('still loading the catalog', flush=True); time.sleep(120)"
+    server = PythonHttpServer(home, java, script=stuck)
+    try:
+        with pytest.raises(StartTimeoutError) as caught:
+            server.start(timeout=3)
+    finally:
+        server.stop(timeout=10)
+    first, *rest = str(caught.value).splitlines()
+    assert (first, rest[-1], server.is_running()) == (
+        f"test server in {home} was not ready within 3 s (waiting for the test server to "
+        f"answer); see {home / 'server.out'}", "still loading the catalog", False)
