@@ -3,6 +3,7 @@
     python -m infra.kafka start [--home var/kafka] [--brokers 1|3] [--port 9092]
     python -m infra.kafka stop [--home var/kafka]
     python -m infra.kafka status [--home var/kafka] [--json]   # exit 0 running, 3 not
+    python -m infra.kafka run [--home var/kafka] [--port 9092]  # one broker in the foreground
 
 A home keeps the ports and node count of its first start; later commands find them there.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("start", "start the broker(s), or reuse them if running"),
         ("stop", "stop every broker of the home"),
         ("status", "show pids and ports; exit 0 if running, 3 if not"),
+        ("run", "become one broker in the foreground, logging to the console (containers)"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("--home", help=f"state folder (default: {DEFAULT_HOME} in the repo)")
+        if name == "run":
+            cmd.add_argument("--port", type=parse_port, default=None,
+                             help=f"client port; the controller uses the next one (default: "
+                                  f"saved, else {DEFAULT_PORT})")
         if name == "start":
             cmd.add_argument("--brokers", type=int, choices=(1, 3), default=None,
                              help="number of nodes (default: as saved in the home, else 1)")
@@ -86,6 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "start":
             open_home(home, args.brokers, args.port).start(timeout=args.timeout)
             return 0
+        if args.command == "run":
+            broker = open_home(home, 1, args.port).foreground_command()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(broker[0], broker)
         kafka = open_home(home)
         if args.command == "stop":
             kafka.stop(timeout=args.timeout)

@@ -48,6 +48,7 @@ from infra.processes import (
     save_json,
     spawn,
     terminate,
+    write_pid,
 )
 from infra.wait import wait_until
 
@@ -78,6 +79,23 @@ appender.file.policies.size.type = SizeBasedTriggeringPolicy
 appender.file.policies.size.size = 20MB
 appender.file.strategy.type = DefaultRolloverStrategy
 appender.file.strategy.max = 2
+
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+"""
+
+# A broker run in the foreground (a container's main process) logs to its console instead.
+LOG4J2_CONSOLE_PROPERTIES = """\
+# Written by infra/kafka_local.py: a broker in the foreground logs to its console.
+rootLogger.level = info
+rootLogger.appenderRef.console.ref = console
+
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
 
 logger.request.name = kafka.request.logger
 logger.request.level = warn
@@ -240,6 +258,11 @@ class LocalKafka:
         """The log4j2 configuration shared by the nodes."""
         return self.home / "log4j2.properties"
 
+    @property
+    def console_log4j_file(self) -> Path:
+        """The log4j2 configuration of a broker run in the foreground (console only)."""
+        return self.home / "log4j2-console.properties"
+
     def node_dir(self, node_id: int) -> Path:
         """The folder of one node (config, data, logs, pid)."""
         return self.home / f"node-{node_id}"
@@ -370,6 +393,43 @@ class LocalKafka:
                 append=False,
             )
 
+    def foreground_command(self) -> list[str]:
+        """Prepare a one-node home and return the command of its broker, for a process that
+        becomes the broker itself (`python -m infra.kafka run`, the compose stack's Kafka).
+
+        Configs are written, the storage formatted on the first run only, and the pid file names
+        the calling process: it must exec the command, so the pid stays the broker's. The broker
+        logs to its console.
+        """
+        if self.brokers != 1:
+            raise ConfigMismatchError(
+                f"a broker in the foreground is one node; {self.home} holds {self.brokers}"
+            )
+        with home_lock(self.home):
+            if self._nodes is None:
+                self._nodes = plan_nodes(self.brokers, self.base_port)
+            node = self.nodes[0]
+            if self._node_pid(node.node_id) is not None:
+                raise ConfigMismatchError(
+                    f"Kafka node {node.node_id} of {self.home} is already running; stop it first"
+                )
+            java = ensure_java(self.java)
+            classpath = os.pathsep.join(str(j) for j in kafka_classpath(self.deps_dir))
+            ensure_ports_free(
+                [(node.client_port, "Kafka client listener"),
+                 (node.controller_port, "Kafka controller")],
+                hint="stop that process, or choose another port",
+            )
+            self._write_configs()
+            self.console_log4j_file.write_text(LOG4J2_CONSOLE_PROPERTIES)
+            if self._cluster_id is None:
+                self._cluster_id = self._random_uuid(java, classpath)
+            self._save_state()
+            if not self._formatted(node.node_id):
+                self._format([node], java, classpath)
+            write_pid(self._pid_file(node.node_id), os.getpid())
+        return self._broker_command(node, java, classpath, self.console_log4j_file)
+
     def _write_configs(self) -> None:
         self.log4j_file.write_text(LOG4J2_PROPERTIES)
         for node in self.nodes:
@@ -379,13 +439,15 @@ class LocalKafka:
             header = f"Kafka node {node.node_id}, written by infra/kafka_local.py"
             self._props_file(node.node_id).write_text(render_properties(props, header))
 
-    def _broker_command(self, node: KafkaNode, java: Path, classpath: str) -> list[str]:
+    def _broker_command(
+        self, node: KafkaNode, java: Path, classpath: str, log4j_file: Path | None = None
+    ) -> list[str]:
         return [
             str(java),
             f"-Xmx{self.heap}",
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.node_dir(node.node_id) / 'logs'}",
-            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            f"-Dlog4j2.configurationFile={log4j_file or self.log4j_file}",
             "-cp",
             classpath,
             KAFKA_MAIN,
