@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from infra.ports import free_ports, port_is_free
 
 log = logging.getLogger(__name__)
@@ -140,9 +142,20 @@ class ComposeStack:
         return left
 
 
-def environment_with(base: Mapping[str, str], **extra: str | int) -> dict[str, str]:
-    """`base` with `extra` added, every value as a string."""
-    return {**base, **{key: str(value) for key, value in extra.items()}}
+def sweep_stale_projects(prefix: str, env: Mapping[str, str]) -> list[str]:
+    """Remove the compose projects `<prefix><pid>` of test runs whose process is gone (killed
+    before their clean-up); returns their names."""
+    template = f'{{{{index .Labels "{PROJECT_LABEL}"}}}}'
+    done = subprocess.run(["podman", "ps", "-a", "--format", template], env=dict(env),
+                          capture_output=True, text=True, timeout=120, check=False)
+    stale = []
+    for project in sorted(set(done.stdout.split())):
+        pid = project.removeprefix(prefix)
+        if project.startswith(prefix) and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            log.info("removing the stale compose project %s", project)
+            ComposeStack(project, env).down()
+            stale.append(project)
+    return stale
 
 
 def env_flag(name: str) -> int | None:

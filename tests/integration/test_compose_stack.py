@@ -30,7 +30,14 @@ from recsys_contract.runs import (
     is_hidden,
     parse_latest,
 )
-from tests.compose_helpers import REPO, ComposeStack, compose_environment, env_flag, pick_ports
+from tests.compose_helpers import (
+    REPO,
+    ComposeStack,
+    compose_environment,
+    env_flag,
+    pick_ports,
+    sweep_stale_projects,
+)
 from tests.kafka_helpers import topic_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.compose, pytest.mark.timeout(3600)]
@@ -38,6 +45,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.compose, pytest.mark.timeout(
 log = logging.getLogger(__name__)
 
 TOPIC = "sales"
+PROJECT_PREFIX = "recsys-test-"  # + the pid of the pytest process
 # Small numbers: two runs within minutes on two cores. The job reads at most one threshold per
 # micro-batch, so the producer's events make two runs rather than one; the events sent around
 # the restart stay below the next threshold, so no training slows that part down.
@@ -68,7 +76,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     env = {**compose_environment(), **{k: str(v) for k, v in ports.items()},
            "RECSYS_RESULTS_DIR": str(results), "RECSYS_JOB_ARGS": JOB_ARGS,
            "RECSYS_PRODUCER_ARGS": PRODUCER_ARGS}
-    stack = ComposeStack(f"recsys-test-{os.getpid()}", env)
+    sweep_stale_projects(PROJECT_PREFIX, env)
+    stack = ComposeStack(f"{PROJECT_PREFIX}{os.getpid()}", env)
     stack.ports = ports  # type: ignore[attr-defined]
     stack.results = results  # type: ignore[attr-defined]
     stack.down()
