@@ -198,11 +198,14 @@ def test_a_bad_setting_stops_the_job_with_exit_2_without_a_restart_loop(stack):
             else None
 
     status, code, restarts = wait_until(given_up, 600, "the job to give up", 1.0)
+    # The policy Podman applied: what keeps the container stopped from now on.
+    policy = stack.inspect("job")["HostConfig"]["RestartPolicy"]
     lines = [line for line in stack.logs("job").splitlines()
              if line.strip() and line.strip() != JVM_NOTICE]
-    assert (status, code, restarts, len(lines),
+    assert (status, code, restarts, policy, len(lines),
             all("invalid configuration: training.threshold" in line for line in lines)) == (
-        "exited", 2, RESTART_MAX, RESTART_MAX + 1, True), "\n".join(lines[-20:])
+        "exited", 2, RESTART_MAX, {"Name": "on-failure", "MaximumRetryCount": RESTART_MAX},
+        RESTART_MAX + 1, True), "\n".join(lines[-20:])
 
 
 def test_down_removes_every_container_volume_and_network(stack):
