@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,13 +76,9 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
                  per_trigger: int, consumer_options: dict[str, str],
                  ) -> tuple[float, float, int]:
     """(wall seconds, sum of batch durations in seconds, events stored); state under `work`."""
-    settings = BatchSettings(
-        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
-        max_future_seconds=3600,
-        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=10**12, window_events=0,
-        max_wait_seconds=0, events_dir=work / "events", quarantine_dir=work / "quarantine",
-        state_dir=work / "state",
-    )
+    settings = BatchSettings.from_config(
+        load_config(overrides=["training.threshold=1000000000000"]),
+        state=str(work / "state"), results=str(work))
     processor = BatchProcessor(settings, lambda *a: (None, None))
     stream = kafka_stream(spark, bootstrap_servers=bootstrap, topic=topic,
                           starting_offsets="earliest", max_offsets_per_trigger=per_trigger,

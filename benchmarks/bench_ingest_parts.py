@@ -46,6 +46,7 @@ LIMITS = {
     "max_quantity": 1000,
     "max_future_seconds": 3600,
     "min_timestamp": datetime(2000, 1, 1, tzinfo=UTC),
+    "rating_range": (0.0, 5.0),
 }
 
 
@@ -114,11 +115,9 @@ def measure(spark: SparkSession, bootstrap: str, topic: str, options: dict[str, 
     def handler() -> None:
         runs[0] += 1
         run = work / f"handler-{runs[0]}"
-        settings = BatchSettings(
-            **LIMITS, quarantine_max_bytes=10_000, threshold=10**12, window_events=0,
-            max_wait_seconds=0,
-            events_dir=run / "events", quarantine_dir=run / "quarantine",
-            state_dir=run / "state")
+        settings = BatchSettings.from_config(
+            load_config(overrides=["training.threshold=1000000000000"]),
+            state=str(run / "state"), results=str(run))
         BatchProcessor(settings, lambda *a: (None, None)).process(source(options), 0)
 
     steps = [

@@ -92,6 +92,13 @@ class PeakMemory:
         return {k: round(v / 2**20) for k, v in self.peak.items()}
 
 
+def local_dir(uri: str) -> Path:
+    """The local folder of a run's `file:` URI (TrainingOutcome.path)."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path))
+
+
 def synthetic_events(spark, n_events: int, n_users: int, n_products: int, segments: int, seed: int):
     """Seeded events in EVENT_SCHEMA: users buy mostly (85%) inside their taste segment
     (uniformly there), the rest from a catalog-wide head of popular products."""
@@ -124,7 +131,8 @@ def synthetic_events(spark, n_events: int, n_users: int, n_products: int, segmen
         (F.col("id") % 3).cast("int").alias("kafka_partition"),
         (F.col("id") / 3).cast("long").alias("kafka_offset"),
     )
-    return df.select(*[F.col(f.name).cast(f.dataType) for f in EVENT_SCHEMA.fields])
+    return df.select(*[(F.col(f.name) if f.name in df.columns else F.lit(None))
+                       .cast(f.dataType).alias(f.name) for f in EVENT_SCHEMA.fields])
 
 
 def same_files(a: Path, b: Path, names: tuple[str, ...]) -> bool:
@@ -372,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             return outcome, counters_since(before, jvm_counters(spark))
 
         outcome, figures["cycle_jvm"] = run_cycle("cycle_wall", workdir, 1)
-        manifest = json.loads((outcome.path / "manifest.json").read_text())
+        manifest = json.loads((local_dir(outcome.path) / "manifest.json").read_text())
         figures["cycle_stages"] = manifest["timings_seconds"]
         figures["cycle_jobs"] = stage_jobs.take()
         figures["accepted"] = outcome.accepted
@@ -387,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         fit_before = timings["bare_fit_all_pairs_after"]
         for i in range(1, args.warm_cycles + 1):
             warm, jvm_work = run_cycle(f"warm_cycle_{i}_wall", workdir / f"warm-{i}", 1 + i)
-            warm_manifest = json.loads((warm.path / "manifest.json").read_text())
+            warm_manifest = json.loads((local_dir(warm.path) / "manifest.json").read_text())
             fits_beside: dict[str, float] = {}
             if args.paired_fits:
                 label = f"bare_fit_after_warm_cycle_{i}"
@@ -402,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
                     "jvm": jvm_work,
                     "same_metrics_as_first": warm.metrics == outcome.metrics,
                     "same_recommendations_as_first": same_files(
-                        outcome.path, warm.path, ("edges.csv", "vertices.csv", "popular.csv")
+                        local_dir(outcome.path), local_dir(warm.path),
+                        ("edges.csv", "vertices.csv", "popular.csv"),
                     ),
                 }
             )

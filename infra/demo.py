@@ -12,12 +12,16 @@ and checkpoint: the new sales get new event ids, nothing is read twice.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +29,19 @@ import pyarrow.parquet as pq
 
 from infra.errors import InfraError
 from infra.kafka_local import LocalKafka
+from infra.ports import free_ports
 from infra.wait import wait_until
+from recsys_contract.config import AppConfig, load_config
+from recsys_contract.errors import InvalidConfigError
 from recsys_contract.events import QUARANTINE_DIR
 from recsys_contract.runs import (
+    EDGE_SRC,
+    EDGES_CSV,
     LATEST,
     MANIFEST,
     REJECTED_DIR,
     RUNS_DIR,
+    USER_VERTEX_PREFIX,
     Manifest,
     is_hidden,
     parse_latest,
@@ -40,12 +50,14 @@ from recsys_contract.runs import (
 log = logging.getLogger("demo")
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
+# Loopback only, whatever proxy the environment names.
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
 class DemoOptions:
     events: int = 25_000
-    threshold: int = 10_000
+    threshold: int | None = None  # None: training.threshold of `config`
     rate: int = 5_000
     users: int = 2_000
     products: int = 400
@@ -58,6 +70,15 @@ class DemoOptions:
     logs: Path = REPO / "var" / "demo"
     timeout: float = 900.0
     config: Path = REPO / "conf" / "demo.yaml"
+    serve_port: int | None = 8000  # the recommendations API's port; None: a free one
+
+
+def demo_settings(options: DemoOptions) -> AppConfig:
+    """The demo's settings file (the job reads the same), with the demo's paths."""
+    overrides = [f"paths.state={options.state}", f"paths.results={options.results}"]
+    if options.threshold is not None:
+        overrides.append(f"training.threshold={options.threshold}")
+    return load_config(options.config, overrides)
 
 
 @dataclass(frozen=True)
@@ -68,16 +89,19 @@ class DemoResult:
     report: Path
     total_valid: int
     total_quarantined: int
+    served: dict  # one answer of the recommendations API for a user of the latest run
+    api: str  # the API's address while the demo ran
 
 
 def _start_job(options: DemoOptions, bootstrap: str, log_file: Path) -> subprocess.Popen:
     env = {**os.environ, "SPARK_MASTER_URL": "local[2]", "RECSYS_CONFIG": str(options.config)}
     overrides = [
         f"kafka.bootstrap_servers={bootstrap}",
-        f"training.threshold={options.threshold}",
         f"paths.state={options.state}",
         f"paths.results={options.results}",
     ]
+    if options.threshold is not None:
+        overrides.append(f"training.threshold={options.threshold}")
     args = [str(REPO / "scripts" / "submit")]
     for override in overrides:
         args += ["--set", override]
@@ -88,14 +112,53 @@ def _start_job(options: DemoOptions, bootstrap: str, log_file: Path) -> subproce
 
 def _start_producer(options: DemoOptions, bootstrap: str, round_no: int,
                     log_file: Path) -> subprocess.Popen:
-    args = [PYTHON, "-m", "producer", "--bootstrap-servers", bootstrap, "--topic", "sales",
-            "--events", str(options.events), "--rate", str(options.rate),
+    args = [PYTHON, "-m", "producer", "--config", str(options.config),
+            "--bootstrap-servers", bootstrap, "--events", str(options.events),
+            "--rate", str(options.rate),
             "--users", str(options.users), "--products", str(options.products),
             "--seed", str(round_no), "--id-prefix", f"demo{round_no}-",
             "--bad-ratio", str(options.bad_ratio), "--progress", "off"]
     log.info("streaming %d simulated sales at %d/s", options.events, options.rate)
     return subprocess.Popen(args, cwd=REPO, stdout=log_file.open("ab"),
                             stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _start_server(options: DemoOptions, bootstrap: str, port: int,
+                  log_file: Path) -> subprocess.Popen:
+    args = [str(REPO / "scripts" / "serve"), "--config", str(options.config),
+            "--results", str(options.results), "--bootstrap-servers", bootstrap,
+            "--port", str(port)]
+    log.info("starting the recommendations API on 127.0.0.1:%d (log: %s)", port, log_file)
+    return subprocess.Popen(args, cwd=REPO, stdout=log_file.open("ab"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _get_json(url: str) -> dict | None:
+    """The JSON body of a GET on loopback, or None if it does not answer 200 (yet)."""
+    try:
+        with _LOOPBACK.open(url, timeout=5) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def ask_the_api(api: str, results: Path, server: subprocess.Popen, timeout: float) -> dict:
+    """Wait until the API serves the latest run, then ask it for a user of that run."""
+    _, manifest = latest_manifest(results)
+
+    def ready() -> dict | None:
+        if server.poll() is not None:
+            raise InfraError(f"the recommendations API exited with {server.returncode}")
+        answer = _get_json(f"{api}/runs/latest")
+        return answer if answer and answer.get("run_id") == manifest.run_id else None
+
+    wait_until(ready, timeout, f"the recommendations API to serve run {manifest.run_id}")
+    edges = (results / RUNS_DIR / manifest.run_id / EDGES_CSV).open(encoding="utf-8")
+    user = next(csv.DictReader(edges))[EDGE_SRC].removeprefix(USER_VERTEX_PREFIX)
+    answer = _get_json(f"{api}/recommendations/{urllib.parse.quote(user, safe='')}?n=5")
+    if answer is None:
+        raise InfraError(f"the recommendations API gave no answer for user {user!r}")
+    return answer
 
 
 def _stop(process: subprocess.Popen | None, name: str, timeout: float = 120) -> int | None:
@@ -156,11 +219,14 @@ def run_demo(options: DemoOptions) -> DemoResult:
     options.logs.mkdir(parents=True, exist_ok=True)
     kafka = LocalKafka(home=options.kafka_home, brokers=1, base_port=options.kafka_port)
     started_kafka = not kafka.is_running()
-    job = producer = None
+    job = producer = server = None
+    settings = demo_settings(options)
     runs_before = len(finished_runs(options.results))
+    port = options.serve_port or free_ports(1)[0]
+    api = f"http://127.0.0.1:{port}"
     try:
         bootstrap = kafka.start(timeout=180)
-        kafka.create_topic("sales", partitions=options.partitions)
+        kafka.create_topic(settings.kafka.topic, partitions=options.partitions)
         job = _start_job(options, bootstrap, options.logs / "job.log")
         producer = _start_producer(options, bootstrap, runs_before // 2 + 1,
                                    options.logs / "producer.log")
@@ -181,7 +247,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
         wait_until(published, options.timeout, f"{target} training runs", interval=0.5)
         if producer.wait(timeout=options.timeout) != 0:
             raise InfraError(f"the producer failed; see {options.logs / 'producer.log'}")
+        server = _start_server(options, bootstrap, port, options.logs / "serve.log")
+        served = ask_the_api(api, options.results, server, timeout=120)
     finally:
+        _stop(server, "recommendations API")
         _stop(producer, "producer")
         _stop(job, "streaming job")
         if started_kafka:
@@ -189,26 +258,33 @@ def run_demo(options: DemoOptions) -> DemoResult:
     report = _render(options)
     latest, manifest = latest_manifest(options.results)
     return DemoResult(runs_before, len(finished_runs(options.results)), latest, report,
-                      manifest.events.total_valid, quarantined_records(options.results))
+                      manifest.events.total_valid, quarantined_records(options.results), served,
+                      api)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=DemoOptions.events,
                         help="simulated sales to stream (default %(default)s)")
-    parser.add_argument("--threshold", type=int, default=DemoOptions.threshold,
-                        help="new events per training run (default %(default)s)")
+    parser.add_argument("--threshold", type=int,
+                        help="new events per training run (default: training.threshold of "
+                        "conf/demo.yaml)")
     parser.add_argument("--rate", type=int, default=DemoOptions.rate,
                         help="sales per second (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    if args.events < 2 * args.threshold:
-        parser.error("--events must be at least twice --threshold to publish two runs")
+    options = DemoOptions(events=args.events, threshold=args.threshold, rate=args.rate)
     try:
-        result = run_demo(DemoOptions(events=args.events, threshold=args.threshold,
-                                      rate=args.rate))
+        threshold = demo_settings(options).training.threshold
+        if args.events < 2 * threshold:
+            parser.error(f"--events must be at least twice the threshold ({threshold}) to "
+                         "publish two runs")
+        result = run_demo(options)
+    except InvalidConfigError as exc:
+        log.error("%s", exc)
+        return 2
     except (InfraError, TimeoutError) as exc:
         log.error("%s", exc)
         return 1
@@ -222,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  report:  {result.report}\n"
         f"  run:     {result.latest} (vertices.csv, edges.csv, metrics.json, manifest.json)\n"
         f"  runs:    {REPO / 'results' / 'runs'}\n"
+        f"  API:     {result.api}/recommendations/{result.served.get('user_id')} answered "
+        f"(stopped with the demo; start it with scripts/serve):\n"
+        f"           {json.dumps(result.served, ensure_ascii=False)[:300]}\n"
     )
     return 0
 

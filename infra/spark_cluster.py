@@ -9,6 +9,8 @@ Everything lives under one home folder::
       conf/                         the daemons' SPARK_CONF_DIR (log4j2.properties, defaults)
       master/master.pid, master.out
       worker-<i>/worker.pid, worker.out, work/   (executor logs: work/<app-id>/<executor>/)
+      worker-<i>/scratch/           the worker's and its executors' SPARK_LOCAL_DIRS (shuffle,
+                                    blocks): no worker shares a local folder with another
       submit/                       logs of submit() runs
 
 Command line: `python -m infra.spark_cluster {start,stop,status}` (see main()).
@@ -353,6 +355,10 @@ class LocalSparkCluster:
 
     def _spawn(self, name: str, env: Mapping[str, str]) -> None:
         self._work_dir(name).mkdir(parents=True, exist_ok=True)
+        if name != "master":  # scratch of its own, as separate hosts would have
+            scratch = self._dir(name) / "scratch"
+            scratch.mkdir(parents=True, exist_ok=True)
+            env = {**env, "SPARK_LOCAL_DIRS": str(scratch)}
         log.info("starting Spark %s", name)
         self._log_starts[name] = file_size(self.log_file(name))
         self._procs[name] = spawn(

@@ -18,6 +18,7 @@ from recsys_contract.events import (
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     REQUIRED_FIELDS,
     TIMESTAMP,
     USER_ID,
@@ -141,6 +142,11 @@ def _price_invalid(c: _Ctx) -> tuple[Any, str]:
     return {**c.base, PRICE: (-5.0, -0.01)[c.variant % 2]}, Reason.PRICE_INVALID
 
 
+def _rating_invalid(c: _Ctx) -> tuple[Any, str]:
+    # a string, beyond the default range (stream.max_rating 5), below it, a boolean
+    return {**c.base, RATING: ("4.5", 99.0, -1.0, True)[c.variant % 4]}, Reason.RATING_INVALID
+
+
 _BUILDERS: dict[str, Callable[[_Ctx], tuple[Any, str]]] = {
     "oversized": _oversized,
     "malformed_json": _malformed_json,
@@ -155,6 +161,7 @@ _BUILDERS: dict[str, Callable[[_Ctx], tuple[Any, str]]] = {
     "timestamp_in_future": _timestamp_in_future,
     "timestamp_too_old": _timestamp_too_old,
     "price_invalid": _price_invalid,
+    "rating_invalid": _rating_invalid,
 }
 # The kinds of breakage, in the round-robin order used by the generator.
 BAD_KINDS: tuple[str, ...] = tuple(_BUILDERS)

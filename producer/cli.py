@@ -96,22 +96,40 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--config", type=Path, metavar="FILE.yaml",
+                        help="the settings file the streaming job reads (over "
+                        "conf/defaults.yaml): its kafka.bootstrap_servers, kafka.topic and "
+                        "kafka.connect_timeout_seconds are this command's defaults, its "
+                        "stream.* limits check a replay's timestamps and size the oversized "
+                        "bad events")
+    _kafka_arguments(parser)
+    _amount_and_shop_arguments(parser)
+    _replay_arguments(parser)
+    _output_arguments(parser)
+    return parser
+
+
+def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
     kafka = parser.add_argument_group("Kafka")
-    kafka.add_argument("--bootstrap-servers", default="127.0.0.1:9092", metavar="HOST:PORT[,..]",
-                       help="brokers to connect to (default: %(default)s)")
-    kafka.add_argument("--topic", default="sales", help="topic to write to (default: %(default)s)")
+    kafka.add_argument("--bootstrap-servers", metavar="HOST:PORT[,..]",
+                       help="brokers to connect to (default: kafka.bootstrap_servers of "
+                       "--config)")
+    kafka.add_argument("--topic", help="topic to write to (default: kafka.topic of --config)")
     kafka.add_argument("--create-topic", action="store_true",
                        help="create the topic first if it does not exist")
     kafka.add_argument("--partitions", type=_positive_int, default=1, metavar="N",
                        help="partitions of a topic made by --create-topic (default: %(default)s)")
     kafka.add_argument("--replication-factor", type=_positive_int, default=1, metavar="N",
                        help="replicas of a topic made by --create-topic (default: %(default)s)")
-    kafka.add_argument("--connect-timeout", type=_non_negative_float, default=15.0,
-                       metavar="SECONDS",
-                       help="give up if no broker answers within this (default: %(default)s)")
+    kafka.add_argument("--connect-timeout", type=_non_negative_float, metavar="SECONDS",
+                       help="give up if no broker answers within this (default: "
+                       "kafka.connect_timeout_seconds of --config)")
     kafka.add_argument("--dry-run", action="store_true",
                        help="write the events to stdout, one JSON per line, instead of Kafka")
 
+
+
+def _amount_and_shop_arguments(parser: argparse.ArgumentParser) -> None:
     amount = parser.add_argument_group("how many, how fast")
     amount.add_argument("--events", type=_positive_int, metavar="N",
                         help="stop after N events (default: endless for the generator, the whole "
@@ -153,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the planted truth (user->segment, product->category, "
                       "segment->preferred categories) to this file")
 
+
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     replay = parser.add_argument_group("replay a CSV instead (--replay)")
     replay.add_argument("--replay", type=Path, metavar="FILE.csv",
                         help="send the rows of this CSV (with a header) in timestamp order")
@@ -162,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     amount_cols = replay.add_mutually_exclusive_group()
     amount_cols.add_argument("--quantity-col", help="column used as quantity (rounded)")
     amount_cols.add_argument("--rating-col",
-                             help="column of ratings turned into quantity (rounded half up, "
-                             "at least 1); without either column, quantity is 1")
+                             help="column of ratings, sent as the event's `rating` exactly "
+                             "(explicit ALS fits it), quantity 1; without either column, "
+                             "quantity is 1")
     replay.add_argument("--price-col", help="column of unit prices (optional)")
     replay.add_argument("--timestamp-format", metavar="FMT",
                         help="epoch_s, epoch_ms, or a strftime pattern like '%%d/%%m/%%Y %%H:%%M'"
@@ -178,15 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     rebase.add_argument("--rebase-end", metavar="ISO|now",
                         help="shift all replayed timestamps so the last is at this instant: "
                         "with 'now' a file of any age replays with every event in the past")
-    replay.add_argument("--job-config", type=Path, metavar="FILE.yaml",
-                        help="the streaming job's settings file: replayed timestamps are "
-                        "checked against its stream.min_timestamp and "
-                        "stream.max_future_seconds before sending (default: "
-                        "conf/defaults.yaml)")
+    replay.add_argument("--job-config", type=Path, dest="config", help=argparse.SUPPRESS)
     replay.add_argument("--allow-quarantined", action="store_true",
                         help="send a replay even if most of its events would be quarantined "
                         "for their timestamps (the default refuses, naming the fix)")
 
+
+
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output and tuning")
     out.add_argument("--epoch-ms", action="store_true",
                      help="write timestamps as epoch milliseconds instead of ISO-8601 strings")
@@ -209,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="bar on a terminal, log lines otherwise (default: %(default)s)")
     out.add_argument("--log-level", default="INFO",
                      choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="(default: %(default)s)")
-    return parser
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -247,6 +267,7 @@ def _generator_source(args: argparse.Namespace) -> tuple[Iterator[RecordChunk], 
         with_price=not args.no_price,
         id_prefix=args.id_prefix,
         bad_ratio=args.bad_ratio,
+        max_message_bytes=args.stream.max_message_bytes,
     )
     generator = SalesGenerator(config)
     _warn_if_clock_runs_ahead(args)
@@ -290,7 +311,7 @@ def _replay_source(args: argparse.Namespace) -> tuple[Iterator[RecordChunk], int
     start = parse_instant_ms(args.rebase_start) if args.rebase_start else None
     end = parse_instant_ms(args.rebase_end) if args.rebase_end else None
     shift = table.shift_ms(rebase_start_ms=start, rebase_end_ms=end, limit=args.events)
-    stream = load_config(args.job_config, path_given_as="--job-config").stream
+    stream = args.stream
     forecast = forecast_quarantine(
         table, shift_ms=shift, speed=args.speed, start_ms=now_ms(),
         min_timestamp_ms=parse_instant_ms(stream.min_timestamp),
@@ -334,9 +355,10 @@ def _check_replay_times(
     log.warning("%s", message)
 
 
-def _hostile_source() -> tuple[Iterator[RecordChunk], int]:
+def _hostile_source(max_message_bytes: int) -> tuple[Iterator[RecordChunk], int]:
     """The fuzz corpus as one chunk (its record without a value left out: it needs a key)."""
-    records = [r for r in hostile_records(now_ms=now_ms()) if r.value is not None]
+    records = [r for r in hostile_records(now_ms=now_ms(), max_message_bytes=max_message_bytes)
+               if r.value is not None]
     log.info("hostile corpus: %d records of %d kinds, %d of them valid", len(records),
              len({r.kind for r in records}), sum(r.expected_reason is None for r in records))
     chunk = RecordChunk([None] * len(records), [r.value for r in records],
@@ -369,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     if args.replay:
         source, total = _replay_source(args)
     elif args.hostile:
-        source, total = _hostile_source()
+        source, total = _hostile_source(args.stream.max_message_bytes)
     else:
         source, total = _generator_source(args)
     settings = ProducerSettings(
@@ -417,6 +439,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with the defaults the settings file gives (--config over conf/defaults.yaml):
+    the broker, topic and connect timeout; `args.stream` holds its stream.* limits."""
+    cfg = load_config(args.config, path_given_as="--config")
+    args.bootstrap_servers = args.bootstrap_servers or cfg.kafka.bootstrap_servers
+    args.topic = args.topic or cfg.kafka.topic
+    if args.connect_timeout is None:
+        args.connect_timeout = cfg.kafka.connect_timeout_seconds
+    args.stream = cfg.stream
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m producer`; returns the exit code."""
     parser = build_parser()
@@ -428,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # kafka-python logs every reconnect attempt; our own errors say what failed.
         logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
-        return run(args)
+        return run(with_settings(args))
     except (ProducerConfigError, InvalidConfigError) as exc:
         log.error("%s", exc)
         return 2

@@ -33,7 +33,15 @@ from pandas.api.types import union_categoricals
 from producer.errors import ReplayFormatError
 from producer.records import RecordChunk
 from producer.timefmt import second_prefixes
-from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
+from recsys_contract.events import (
+    EVENT_ID,
+    PRICE,
+    PRODUCT_ID,
+    QUANTITY,
+    RATING,
+    TIMESTAMP,
+    USER_ID,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ class ColumnMapping:
     product: str
     timestamp: str
     quantity: str | None = None  # used as-is (rounded to an integer)
-    rating: str | None = None  # becomes quantity: rounded half up, at least 1
+    rating: str | None = None  # the event's `rating`, exactly as read; quantity 1
     price: str | None = None
 
     def columns(self) -> list[str]:
@@ -70,6 +78,7 @@ class ReplayTable:
     product: pd.Categorical
     quantity: np.ndarray
     price: np.ndarray | None
+    rating: np.ndarray | None
     skipped: int  # rows dropped: unreadable timestamp, empty id or quantity
 
     def __len__(self) -> int:
@@ -120,6 +129,7 @@ class ReplayTable:
                 prefixes = {s: p.decode() for s, p in second_prefixes(ts // 1000).items()}
                 stamps = [f"{prefixes[t // 1000]}.{t % 1000:03d}Z" for t in ts.tolist()]
             prices = self.price[part].tolist() if self.price is not None else None
+            ratings = self.rating[part].tolist() if self.rating is not None else None
             rows = zip(
                 self.row[part].tolist(),
                 users[self.user.codes[part]].tolist(),
@@ -138,6 +148,8 @@ class ReplayTable:
                 }
                 if prices is not None and not np.isnan(prices[i]):
                     event[PRICE] = prices[i]
+                if ratings is not None:
+                    event[RATING] = ratings[i]
                 yield event
 
     def record_chunks(
@@ -268,7 +280,8 @@ def read_replay(
     if missing:
         raise ReplayFormatError(f"{path}: no column(s) {missing}; the header has {header}")
     amount_col = mapping.quantity or mapping.rating
-    parts: dict[str, list[Any]] = {k: [] for k in ("row", "ts", "user", "product", "qty", "price")}
+    parts: dict[str, list[Any]] = {
+        k: [] for k in ("row", "ts", "user", "product", "qty", "price", "rating")}
     skipped, offset = 0, 0
     reader = pd.read_csv(
         path,
@@ -297,8 +310,9 @@ def read_replay(
         parts["ts"].append(ts[ok].astype(np.int64))
         parts["user"].append(pd.Categorical(users[ok]))
         parts["product"].append(pd.Categorical(products[ok]))
-        if mapping.rating:
-            qty = np.maximum(np.floor(amount[ok] + 0.5), 1)  # half up: 0.5 -> 1, 2.5 -> 3
+        if mapping.rating:  # the rating as it is; each row one purchase
+            parts["rating"].append(amount[ok])
+            qty = np.ones(int(ok.sum()))
         else:
             qty = np.rint(amount[ok])
         parts["qty"].append(qty.astype(np.int64))
@@ -313,7 +327,7 @@ def read_replay(
     if not parts["ts"]:
         empty = pd.Categorical([])
         return ReplayTable(path.stem, np.array([], np.int64), np.array([], np.int64), empty,
-                           empty, np.array([], np.int64), None, skipped)
+                           empty, np.array([], np.int64), None, None, skipped)
     ts_all = np.concatenate(parts["ts"])
     order = np.argsort(ts_all, kind="stable")
     users_all = union_categoricals(parts["user"])
@@ -326,5 +340,6 @@ def read_replay(
         product=pd.Categorical.from_codes(products_all.codes[order], products_all.categories),
         quantity=np.concatenate(parts["qty"])[order],
         price=np.concatenate(parts["price"])[order] if mapping.price else None,
+        rating=np.concatenate(parts["rating"])[order] if mapping.rating else None,
         skipped=skipped,
     )

@@ -8,10 +8,12 @@ the `--set` pair). Types are strict: YAML's `true`, `1.5` or `"10"` is not taken
 
 from __future__ import annotations
 
+import argparse
 import copy
+import os
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,10 +43,6 @@ RESERVED_CONSUMER_OPTIONS = frozenset(
         "interceptor.classes",
     }
 )
-
-
-# A path may be written as a YAML string (strict mode would want a Path object).
-PathSetting = Annotated[Path, Field(strict=False)]
 
 
 class _Section(BaseModel):
@@ -72,6 +71,7 @@ class KafkaConfig(_Section):
     max_offsets_per_trigger: int = Field(ge=0)
     fail_on_data_loss: bool
     connect_timeout_seconds: float = Field(gt=0)
+    topic_wait_seconds: float = Field(ge=0)
     consumer_options: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("consumer_options", mode="before")
@@ -104,6 +104,8 @@ class StreamConfig(_Section):
     max_quantity: int = Field(gt=0)
     max_future_seconds: int = Field(ge=0)
     min_timestamp: str
+    min_rating: float
+    max_rating: float
     quarantine_max_bytes: int = Field(ge=0)
     progress_every_batches: int = Field(gt=0)
 
@@ -119,6 +121,14 @@ class StreamConfig(_Section):
             parse_instant(value)
         return value
 
+    @field_validator("max_rating")
+    @classmethod
+    def _rating_range(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_rating")
+        if low is not None and value < low:
+            raise ValueError(f"max_rating is below min_rating ({low})")
+        return value
+
     @property
     def min_instant(self) -> datetime:
         """`min_timestamp` as an aware datetime."""
@@ -130,11 +140,14 @@ class TrainingConfig(_Section):
     max_wait_seconds: float = Field(ge=0)
     window_events: int = Field(ge=0)
     runner: Literal["als", "record"]
+    catch_up: Literal["exact", "latest"]
 
 
 class PathsConfig(_Section):
-    results: PathSetting
-    state: PathSetting
+    # A plain local path or a Hadoop filesystem URI (file:///..., hdfs://namenode:port/...):
+    # kept as text, since a Path would fold the `//` of a URI (spark_app/storage.py).
+    results: str = Field(min_length=1)
+    state: str = Field(min_length=1)
 
 
 class AlsConfig(_Section):
@@ -383,3 +396,37 @@ def _problem(err: Any, source: str) -> str:
     got = repr(err.get("input"))
     got = got if len(got) <= 80 else got[:77] + "..."
     return f"{'.'.join(str(p) for p in err['loc'])}: {message} (got {got}; from {source})"
+
+
+# --- the command lines of the parts that read these settings -------------------------------------
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, example: str,
+                           shortcuts: dict[str, str]) -> None:
+    """--config FILE, --set KEY=VALUE (repeatable) and a shortcut flag per setting:
+    {"--topic": "kafka.topic", ...}; settings_from_args() turns them into the settings."""
+    parser.add_argument("--config", type=Path, help="YAML file overriding conf/defaults.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help=f"override one setting, e.g. --set {example} (repeatable)")
+    for flag, key in shortcuts.items():
+        parser.add_argument(flag, dest=_dest(flag), help=f"shortcut for {key}")
+
+
+def settings_from_args(args: argparse.Namespace, shortcuts: dict[str, str],
+                       extra: list[str] | None = None) -> AppConfig:
+    """The settings: defaults, --config, the shortcut flags given, --set, then `extra`.
+
+    A --config that names what $RECSYS_CONFIG holds (scripts/submit, docker-compose) is
+    reported as RECSYS_CONFIG when it is wrong."""
+    overrides = [f"{key}={getattr(args, _dest(flag))}" for flag, key in shortcuts.items()
+                 if getattr(args, _dest(flag)) is not None]
+    overrides += [*args.overrides, *(extra or [])]
+    from_env = os.environ.get("RECSYS_CONFIG")
+    given_as = ("RECSYS_CONFIG" if from_env and args.config is not None
+                and Path(from_env) == args.config else "--config")
+    return load_config(args.config, overrides, path_given_as=given_as)
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")

@@ -23,9 +23,10 @@ PRODUCT_ID = "product_id"
 QUANTITY = "quantity"
 TIMESTAMP = "timestamp"
 PRICE = "price"
+RATING = "rating"  # optional: an explicit rating (explicit ALS fits it when present)
 
 REQUIRED_FIELDS: tuple[str, ...] = (USER_ID, PRODUCT_ID, QUANTITY, TIMESTAMP)
-OPTIONAL_FIELDS: tuple[str, ...] = (EVENT_ID, PRICE)
+OPTIONAL_FIELDS: tuple[str, ...] = (EVENT_ID, PRICE, RATING)
 ID_FIELDS: tuple[str, ...] = (USER_ID, PRODUCT_ID)
 
 # An id made only of these is blank (quarantined as empty_id:<field>): the characters for which
@@ -94,6 +95,7 @@ class Reason:
     TIMESTAMP_TOO_OLD = "timestamp_too_old"  # before stream.min_timestamp
     # price present but negative, not a number, or beyond a double (1e400, a 400-digit integer)
     PRICE_INVALID = "price_invalid"
+    RATING_INVALID = "rating_invalid"  # rating present but not a finite number in the range
 
     @staticmethod
     def of(code: str, field: str | None = None) -> str:

@@ -259,6 +259,9 @@ class Manifest(_Json):
     # batch_id=<N> folders up to it hold what was quarantined before the run (the report
     # counts them per run). None: not recorded (runs written before 2026-12-03).
     last_batch_id: int | None = None
+    # [first_seq, cut): the events of the job's store the run trained on; with `sequence` it
+    # identifies the training run, found again after a crash (no second folder for it)
+    seq_range: list[int] | None = None
 
 
 @dataclass(frozen=True)

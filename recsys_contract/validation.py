@@ -15,20 +15,24 @@ inside a field the job does not read is malformed here. The job's quarantine is 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from recsys_contract.config import StreamConfig
 from recsys_contract.events import (
     EVENT_ID,
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     REQUIRED_FIELDS,
     TIMESTAMP,
     USER_ID,
     Reason,
+    is_blank,
 )
 
 # Epoch milliseconds a Spark timestamp holds (years 0001-9999), as in the job.
@@ -46,15 +50,13 @@ class Limits:
     max_quantity: int
     max_future_seconds: int
     min_timestamp: datetime  # aware; a naive one is taken as UTC
+    rating_range: tuple[float, float]  # the optional rating's [min, max]
 
     @classmethod
-    def from_settings(
-        cls, *, max_message_bytes: int, max_quantity: int, max_future_seconds: int,
-        min_timestamp: str,
-    ) -> Limits:
-        """Limits from the `stream.*` settings (min_timestamp as the ISO text of the config)."""
-        parsed = datetime.fromisoformat(min_timestamp)
-        return cls(max_message_bytes, max_quantity, max_future_seconds, parsed)
+    def from_settings(cls, stream: StreamConfig) -> Limits:
+        """Limits from the `stream.*` settings."""
+        return cls(stream.max_message_bytes, stream.max_quantity, stream.max_future_seconds,
+                   stream.min_instant, (stream.min_rating, stream.max_rating))
 
 
 class _Malformed(ValueError):
@@ -81,7 +83,12 @@ def parse_json(value: bytes | None) -> Any:
     if value is None:
         raise _Malformed("no value")
     text = value.decode("utf-8")  # UnicodeDecodeError is a ValueError
-    return _DECODER.decode(text)  # raises on trailing data and empty text
+    parsed = _DECODER.decode(text)  # raises on trailing data and empty text
+    if isinstance(parsed, dict):
+        for name in (USER_ID, PRODUCT_ID, EVENT_ID, TIMESTAMP):
+            if isinstance(parsed.get(name), str):
+                parsed[name].encode("utf-8")  # a lone surrogate escape ("\\ud800") raises
+    return parsed
 
 
 def _is_int(value: Any) -> bool:
@@ -90,6 +97,14 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite(number: int | float) -> bool:
+    """Whether a JSON number is a finite double (1e400 or a 400-digit integer is not)."""
+    try:
+        return math.isfinite(float(number))
+    except OverflowError:
+        return False
 
 
 def _absent(event: dict[str, Any], name: str) -> bool:
@@ -135,8 +150,8 @@ def validate_event(event: Any, kafka_timestamp_ms: int, limits: Limits) -> str |
         return Reason.of(Reason.WRONG_TYPE, QUANTITY)
     if not (isinstance(event[TIMESTAMP], str) or _is_int(event[TIMESTAMP])):
         return Reason.of(Reason.WRONG_TYPE, TIMESTAMP)
-    for name in (USER_ID, PRODUCT_ID):
-        if event[name].strip(" ") == "":  # Spark's trim removes spaces only
+    for name in (USER_ID, PRODUCT_ID, EVENT_ID):
+        if isinstance(event.get(name), str) and is_blank(event[name]):
             return Reason.of(Reason.EMPTY_ID, name)
     quantity = event[QUANTITY]
     if not _INT64[0] <= quantity <= _INT64[1]:
@@ -154,8 +169,13 @@ def validate_event(event: Any, kafka_timestamp_ms: int, limits: Limits) -> str |
         return Reason.TIMESTAMP_IN_FUTURE
     if not _absent(event, PRICE):
         price = event[PRICE]
-        if not _is_number(price) or price < 0 or price != price:
+        if not _is_number(price) or price < 0 or not _finite(price):
             return Reason.PRICE_INVALID
+    if not _absent(event, RATING):
+        rating = event[RATING]
+        low, high = limits.rating_range
+        if not _is_number(rating) or not _finite(rating) or not low <= rating <= high:
+            return Reason.RATING_INVALID
     return None
 
 

@@ -117,12 +117,7 @@ class Server:
                 bootstrap_servers=cfg.kafka.bootstrap_servers,
                 topic=cfg.kafka.topic,
                 group_id=cfg.serve.kafka_group,
-                limits=Limits.from_settings(
-                    max_message_bytes=cfg.stream.max_message_bytes,
-                    max_quantity=cfg.stream.max_quantity,
-                    max_future_seconds=cfg.stream.max_future_seconds,
-                    min_timestamp=cfg.stream.min_timestamp,
-                ),
+                limits=Limits.from_settings(cfg.stream),
                 manager=self.manager,
                 metrics=self.metrics,
                 catch_up_seconds=cfg.serve.catch_up_seconds,

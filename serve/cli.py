@@ -10,12 +10,13 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-from recsys_contract.config import AppConfig, load_config
+from recsys_contract.config import AppConfig, add_settings_arguments, settings_from_args
 from recsys_contract.errors import RecsysError
 
 log = logging.getLogger("serve")
+SHORTCUTS = {"--host": "serve.host", "--port": "serve.port", "--results": "paths.results",
+             "--bootstrap-servers": "kafka.bootstrap_servers", "--topic": "kafka.topic"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,15 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Serve recommendations of the latest published run over HTTP, with new "
         "purchases folded in between runs (docs/serve.md).",
     )
-    parser.add_argument("--config", type=Path, help="YAML file overriding conf/defaults.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set serve.port=8080 (repeatable)")
-    parser.add_argument("--host", help="shortcut for serve.host")
-    parser.add_argument("--port", type=int, help="shortcut for serve.port")
-    parser.add_argument("--results", help="shortcut for paths.results")
-    parser.add_argument("--bootstrap-servers", help="shortcut for kafka.bootstrap_servers")
-    parser.add_argument("--topic", help="shortcut for kafka.topic")
+    add_settings_arguments(parser, "serve.port=8080", SHORTCUTS)
     parser.add_argument("--no-fold-in", action="store_true",
                         help="serve the runs only, without the Kafka speed layer")
     parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
@@ -40,16 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> AppConfig:
-    overrides = list(args.overrides)
-    for key, value in (("serve.host", args.host), ("serve.port", args.port),
-                       ("paths.results", args.results),
-                       ("kafka.bootstrap_servers", args.bootstrap_servers),
-                       ("kafka.topic", args.topic)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.no_fold_in:
-        overrides.append("serve.fold_in=false")
-    return load_config(args.config, overrides)
+    return settings_from_args(args, SHORTCUTS, ["serve.fold_in=false"] if args.no_fold_in else [])
 
 
 def run(cfg: AppConfig) -> None:

@@ -31,6 +31,7 @@ from recsys_contract.events import (  # noqa: F401 - re-exported for the job's m
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     RAW_VALUE,
     RAW_VALUE_BYTES,
     RAW_VALUE_TRUNCATED,
@@ -67,7 +68,8 @@ STATUS = "_status"  # scratch folder name while a batch is staged: valid or quar
 # --- training columns ---------------------------------------------------------------------------
 USER_IDX = "user_idx"  # integer ALS id of a user, stable across runs
 PRODUCT_IDX = "product_idx"  # integer ALS id of a product, stable across runs
-RATING = "rating"  # aggregated preference: sum of quantity per (user, product)
+# The pairs' aggregated preference (the event's `rating` field has the same name): in implicit
+# mode the summed quantity, in explicit mode the mean rating where the events carry one.
 PREDICTION = "prediction"
 
 # A validated event, as persisted in the event store and handed to training.
@@ -82,6 +84,8 @@ EVENT_SCHEMA = StructType(
         StructField(KAFKA_TOPIC, StringType(), nullable=False),
         StructField(KAFKA_PARTITION, IntegerType(), nullable=False),
         StructField(KAFKA_OFFSET, LongType(), nullable=False),
+        # Last: the store's files written before ratings existed lack it (read as null).
+        StructField(RATING, DoubleType(), nullable=True),
     ]
 )
 

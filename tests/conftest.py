@@ -1,7 +1,7 @@
-"""Session-wide fixtures: one SparkSession with the real jars, one real Kafka broker.
+"""Session-wide fixtures: one SparkSession with the real jars, one real Kafka broker, one HDFS.
 
-Both start at most once per pytest session, on loopback, in temporary folders, and are
-stopped at the end even when tests fail. Unit tests that need neither never start them.
+Each starts at most once per pytest session, on loopback, in temporary folders, and is
+stopped at the end even when tests fail. Unit tests that need none of them never start them.
 """
 
 from __future__ import annotations
@@ -73,3 +73,16 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real HDFS (NameNode + 1 DataNode, WebHDFS on) on free loopback ports, for the session."""
+    from infra.hdfs_local import LocalHdfs
+
+    cluster = LocalHdfs(home=tmp_path_factory.mktemp("hdfs"))
+    cluster.start(timeout=180)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -20,8 +20,9 @@ START = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 TOPIC = "sales"
 
 
-def _row(i: int, user: str, product: str, quantity: int, when: datetime) -> tuple:
-    return (f"e-{i}", user, product, quantity, when, 9.5, TOPIC, i % 2, i // 2)
+def _row(i: int, user: str, product: str, quantity: int, when: datetime,
+         rating: float | None = None) -> tuple:
+    return (f"e-{i}", user, product, quantity, when, 9.5, TOPIC, i % 2, i // 2, rating)
 
 
 def planted_events(

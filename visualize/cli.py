@@ -14,6 +14,7 @@ import matplotlib
 from recsys_contract.runs import LATEST
 from visualize.errors import VisualizeError
 from visualize.plots import PlotOptions
+from visualize.remote import DEFAULT_WEBHDFS_PORT, is_remote, mirror
 from visualize.report import render_run
 from visualize.watch import watch
 
@@ -28,8 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="visualize",
         description="Plots and an HTML report of a published recommendation run.",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="results directory holding runs/ and latest (default: results)")
+    parser.add_argument("--results", default="results",
+                        help="results directory holding runs/ and latest (default: results), "
+                        "or hdfs://namenode:port/path, webhdfs://namenode:http_port/path")
+    parser.add_argument("--webhdfs-port", type=int, default=DEFAULT_WEBHDFS_PORT,
+                        help="the NameNode's HTTP (WebHDFS) port for an hdfs:// --results "
+                        "(default: %(default)s)")
+    parser.add_argument("--cache", type=Path, default=Path("var/visualize"),
+                        help="where runs read from HDFS are mirrored, and their reports "
+                        "written (default: var/visualize)")
     parser.add_argument("--run", default=LATEST,
                         help="run id to render, or 'latest' (default: latest)")
     parser.add_argument("--out", type=Path, default=None,
@@ -76,19 +84,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     matplotlib.use("Agg")
     options = PlotOptions(dpi=args.dpi, max_products=args.max_products, max_users=args.max_users)
+    remote = is_remote(args.results)
+    if args.watch and remote:
+        parser.error("--watch reads a local results folder; render HDFS runs one at a time")
     try:
         if args.watch:
-            if not args.results.is_dir():
-                logger.info("%s does not exist yet; waiting for the first run", args.results)
+            results = Path(args.results)
+            if not results.is_dir():
+                logger.info("%s does not exist yet; waiting for the first run", results)
             _stop_on_signals()
 
             def render(run_id: str) -> None:
-                rendered = render_run(args.results, run_id, args.out, options=options)
+                rendered = render_run(results, run_id, args.out, options=options)
                 print(rendered.index, flush=True)
 
-            watch(args.results, render, interval=args.interval)
+            watch(results, render, interval=args.interval)
             return 0
-        rendered = render_run(args.results, args.run, args.out, options=options)
+        results = (mirror(args.results, args.run, args.cache, args.webhdfs_port) if remote
+                   else Path(args.results))
+        rendered = render_run(results, args.run, args.out, options=options)
     except VisualizeError as exc:
         print(f"visualize: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -23,8 +23,13 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from recsys_contract.config import AppConfig
+from recsys_contract.events import QUARANTINE_DIR
 from spark_app import schema as S
+from spark_app.failpoints import AFTER_PUBLISH, failpoint
+from spark_app.storage import Storage, join
 from spark_app.stream.ledger import Ledger, TrainingRecord, load_ledger, save_ledger
+from spark_app.stream.stop import TrainingAbandoned
 from spark_app.stream.store import (
     SplitCount,
     check_store_layout,
@@ -36,9 +41,10 @@ from spark_app.stream.store import (
     staged_rows,
 )
 from spark_app.stream.threshold import (
+    CatchUp,
+    due_cuts,
     events_until_next_run,
     max_wait_due,
-    threshold_cuts,
     training_range,
 )
 from spark_app.stream.validate import Classifier
@@ -59,12 +65,39 @@ class BatchSettings:
     max_quantity: int
     max_future_seconds: int
     min_timestamp: datetime
+    rating_range: tuple[float, float]  # the optional `rating`: [min_rating, max_rating]
     threshold: int
     window_events: int
     max_wait_seconds: float
-    events_dir: Path
-    quarantine_dir: Path
-    state_dir: Path
+    # Folders of the event store, the quarantine and the ledger: URIs of any Hadoop
+    # filesystem with atomic rename (spark_app/storage.py), or plain local paths.
+    events_dir: str | Path
+    quarantine_dir: str | Path
+    state_dir: str | Path
+    catch_up: CatchUp = "exact"  # a backlog crossing several cuts: a run per cut, or one
+
+    @classmethod
+    def from_config(cls, cfg: AppConfig, state: str | None = None,
+                    results: str | None = None) -> BatchSettings:
+        """The handler's settings from stream.* and training.*; `state` and `results` are
+        paths.* as the storage qualified them (default: as configured)."""
+        state = state or cfg.paths.state
+        results = results or cfg.paths.results
+        return cls(
+            max_message_bytes=cfg.stream.max_message_bytes,
+            quarantine_max_bytes=cfg.stream.quarantine_max_bytes,
+            max_quantity=cfg.stream.max_quantity,
+            max_future_seconds=cfg.stream.max_future_seconds,
+            min_timestamp=datetime.fromisoformat(cfg.stream.min_timestamp),
+            rating_range=(cfg.stream.min_rating, cfg.stream.max_rating),
+            threshold=cfg.training.threshold,
+            window_events=cfg.training.window_events,
+            max_wait_seconds=cfg.training.max_wait_seconds,
+            events_dir=join(state, "events"),
+            quarantine_dir=join(results, QUARANTINE_DIR),
+            state_dir=state,
+            catch_up=cfg.training.catch_up,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,13 +140,20 @@ class BatchProcessor:
         settings: BatchSettings,
         trainer: Trainer,
         clock: Callable[[], float] = time.time,
+        storage: Storage | None = None,
     ) -> None:
-        self.settings = settings
+        self.storage = storage or Storage(SparkSession.active())
+        self.settings = replace(
+            settings,
+            events_dir=self.storage.qualify(settings.events_dir),
+            quarantine_dir=self.storage.qualify(settings.quarantine_dir),
+            state_dir=self.storage.qualify(settings.state_dir),
+        )
         self._trainer = trainer
         self._clock = clock
         self._lock = threading.Lock()
-        check_store_layout(settings.events_dir)
-        self.ledger = load_ledger(settings.state_dir)
+        check_store_layout(self.storage, self.settings.events_dir)
+        self.ledger = load_ledger(self.settings.state_dir, self.storage)
         # The checks' expressions, built once at start (0.1-0.3 s of calls into the JVM) and
         # applied to every batch; building them needs the active SparkSession.
         self._classifier = Classifier(
@@ -121,6 +161,7 @@ class BatchProcessor:
             max_quantity=settings.max_quantity,
             max_future_seconds=settings.max_future_seconds,
             min_timestamp=settings.min_timestamp,
+            rating_range=settings.rating_range,
         )
 
     # --- the foreachBatch handler ---------------------------------------------------------------
@@ -132,7 +173,7 @@ class BatchProcessor:
             started = time.monotonic()
             counts = self._persist(batch_df, batch_id)
             ledger = self._count(self.ledger, counts, batch_id)
-            save_ledger(self.settings.state_dir, ledger)
+            save_ledger(self.storage, self.settings.state_dir, ledger)
             self.ledger = ledger
             log.info(
                 "batch %d: %d valid, %d quarantined in %.2f s; %d events until the next run",
@@ -149,8 +190,8 @@ class BatchProcessor:
         stage_batch(staged_rows(self._classifier(batch_df), s.quarantine_max_bytes),
                     s.events_dir, batch_id)
         staged = time.monotonic()
-        counted, quarantined = staged_counts(s.events_dir, batch_id)
-        publish_batch(s.events_dir, s.quarantine_dir, batch_id,
+        counted, quarantined = staged_counts(self.storage, s.events_dir, batch_id)
+        publish_batch(self.storage, s.events_dir, s.quarantine_dir, batch_id,
                       split_bases(self.ledger.total_valid, counted))
         log.debug("batch %d: stage %.2f s, count and publish %.2f s",
                   batch_id, staged - started, time.monotonic() - staged)
@@ -173,7 +214,7 @@ class BatchProcessor:
     def recover(self, spark: SparkSession) -> None:
         """At start: finish a training run a crash interrupted, and any cut already reached."""
         with self._lock:
-            if self.ledger.pending_training or self._due_cuts(self.ledger):
+            if self.ledger.pending_training or self._due_cuts(self.ledger)[0]:
                 log.info("resuming training runs left by the previous process")
             self._run_due_trainings(spark)
 
@@ -188,29 +229,36 @@ class BatchProcessor:
             log.info("max_wait of %.0f s passed with %d events pending: training now",
                      self.settings.max_wait_seconds,
                      ledger.total_valid - ledger.trained_through)
-            self._train(spark, self._decide(ledger, ledger.total_valid, "max_wait"))
-            return True
+            return self._train(spark, self._decide(ledger, ledger.total_valid, "max_wait"))
 
-    def _due_cuts(self, ledger: Ledger) -> list[int]:
-        return threshold_cuts(ledger.trained_through, ledger.total_valid, self.settings.threshold)
+    def _due_cuts(self, ledger: Ledger) -> tuple[list[int], list[int]]:
+        s = self.settings
+        return due_cuts(ledger.trained_through, ledger.total_valid, s.threshold, s.catch_up)
 
     def _run_due_trainings(self, spark: SparkSession) -> None:
-        if self.ledger.pending_training:
-            self._train(spark, self.ledger)
-        for cut in self._due_cuts(self.ledger):
-            self._train(spark, self._decide(self.ledger, cut, "threshold"))
+        if self.ledger.pending_training and not self._train(spark, self.ledger):
+            return
+        cuts, skipped = self._due_cuts(self.ledger)
+        if skipped:
+            log.info("catching up: one run at cut %d for the %d cuts reached (%s skipped)",
+                     cuts[-1], len(skipped) + 1, ", ".join(map(str, skipped)))
+        for cut in cuts:
+            if not self._train(spark, self._decide(self.ledger, cut, "threshold", skipped)):
+                return
 
-    def _decide(self, ledger: Ledger, cut: int, trigger: str) -> Ledger:
+    def _decide(self, ledger: Ledger, cut: int, trigger: str,
+                skipped: list[int] | None = None) -> Ledger:
         """Record a run as pending, durably, before it starts."""
         first, _ = training_range(cut, self.settings.window_events)
         record = TrainingRecord(sequence=ledger.next_sequence, cut=cut, first_seq=first,
-                                trigger=trigger)
+                                trigger=trigger, skipped_cuts=tuple(skipped or ()))
         ledger = ledger.with_(pending_training=record)
-        save_ledger(self.settings.state_dir, ledger)
+        save_ledger(self.storage, self.settings.state_dir, ledger)
         self.ledger = ledger
         return ledger
 
-    def _train(self, spark: SparkSession, ledger: Ledger) -> None:
+    def _train(self, spark: SparkSession, ledger: Ledger) -> bool:
+        """Run the pending training run; False if a stop abandoned it (it stays pending)."""
         record = ledger.pending_training
         assert record is not None
         log.info("training run %d (%s): events [%d, %d) of %d", record.sequence, record.trigger,
@@ -219,7 +267,12 @@ class BatchProcessor:
             spark, self.settings.events_dir, first_seq=record.first_seq, end_seq=record.cut,
             through_batch=ledger.last_batch_id,
         ).select(*S.EVENT_SCHEMA.fieldNames())
-        run_id, accepted = self._trainer(events, record, ledger)
+        try:
+            run_id, accepted = self._trainer(events, record, ledger)
+        except TrainingAbandoned as abandoned:
+            log.info("%s", abandoned)
+            return False
+        failpoint(AFTER_PUBLISH)
         done = replace(record, run_id=run_id, accepted=accepted)
         still_waiting = ledger.total_valid > record.cut
         ledger = ledger.with_(
@@ -228,5 +281,6 @@ class BatchProcessor:
             trained_through=record.cut,
             waiting_since=self._clock() if still_waiting else None,
         )
-        save_ledger(self.settings.state_dir, ledger)
+        save_ledger(self.storage, self.settings.state_dir, ledger)
         self.ledger = ledger
+        return True

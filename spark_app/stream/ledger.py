@@ -8,10 +8,12 @@ before a crash and is skipped on replay; one that is, is (re)written idempotentl
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spark_app.storage import Storage
 
 LEDGER_FILE = "ledger.json"
 
@@ -26,6 +28,11 @@ class TrainingRecord:
     trigger: str  # "threshold" or "max_wait"
     run_id: str | None = None
     accepted: bool | None = None
+    # Earlier cuts this run stood in for (training.catch_up: latest), not trained on their own
+    skipped_cuts: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skipped_cuts", tuple(self.skipped_cuts))  # JSON gives a list
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,9 @@ class Ledger:
         return replace(self, **changes)
 
 
-def load_ledger(state_dir: Path) -> Ledger:
-    """The committed ledger, or an empty one on first start."""
-    path = state_dir / LEDGER_FILE
-    if not path.exists():
-        return Ledger()
-    data = json.loads(path.read_text())
+def parse_ledger(text: str) -> Ledger:
+    """A ledger from its JSON text."""
+    data = json.loads(text)
     pending = data.pop("pending_training")
     trainings = tuple(TrainingRecord(**t) for t in data.pop("trainings"))
     return Ledger(
@@ -63,12 +67,21 @@ def load_ledger(state_dir: Path) -> Ledger:
     )
 
 
-def save_ledger(state_dir: Path, ledger: Ledger) -> None:
+def load_ledger(state_dir: str | Path, storage: Storage | None = None) -> Ledger:
+    """The committed ledger, or an empty one on first start.
+
+    The job reads it through `storage` (any Hadoop filesystem); a reader outside the job
+    (the demo, tests) may leave `storage` out to read a local state folder.
+    """
+    if storage is None:
+        path = Path(state_dir) / LEDGER_FILE
+        return parse_ledger(path.read_text()) if path.exists() else Ledger()
+    text = storage.read_text(f"{str(state_dir).rstrip('/')}/{LEDGER_FILE}")
+    return Ledger() if text is None else parse_ledger(text)
+
+
+def save_ledger(storage: Storage, state_dir: str, ledger: Ledger) -> None:
     """Write the ledger so that a reader sees the old or the new one, never a mix."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ledger-", dir=state_dir)
-    with os.fdopen(fd, "w") as out:
-        json.dump(asdict(ledger), out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, state_dir / LEDGER_FILE)
+    storage.mkdirs(state_dir)
+    storage.write_atomic(f"{state_dir.rstrip('/')}/{LEDGER_FILE}",
+                         json.dumps(asdict(ledger), indent=1))

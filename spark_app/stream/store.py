@@ -25,18 +25,17 @@ replaces whatever an earlier attempt left: no event is lost or stored twice.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType
 
 from spark_app import schema as S
-from spark_app.errors import StoreFormatError
+from spark_app.errors import StorageError, StoreFormatError
+from spark_app.storage import Storage, join, name_of, parent_of
 
 # As read back: the file columns of a valid event, then the two folder names.
 STORED_SCHEMA = StructType(
@@ -68,11 +67,19 @@ class SplitCount:
     valid: int
 
 
-def check_store_layout(root: Path) -> None:
+def old_layout(batch_entries: list[str]) -> bool:
+    """Whether a batch folder holding these names is in the layout before `seq_base` folders."""
+    return any(name.endswith(".parquet") for name in batch_entries)
+
+
+def check_store_layout(storage: Storage, root: str) -> None:
     """Raise StoreFormatError if `root` holds batches in the layout of versions before
     `seq_base` folders (Parquet files right under `batch_id=<N>/`, `seq` a column)."""
-    batch = next(root.glob(f"{S.BATCH_ID}=*"), None)  # every batch has the same layout
-    if batch is not None and any(batch.glob("*.parquet")):
+    batches = [e for e in storage.list(root) if e.is_dir and e.name.startswith(f"{S.BATCH_ID}=")]
+    if not batches:
+        return
+    batch = batches[0].path  # every batch has the same layout
+    if old_layout([e.name for e in storage.list(batch)]):
         raise StoreFormatError(
             f"the event store {root} was written by an older version of the job ({batch} "
             f"holds Parquet files; batches now hold {S.SEQ_BASE}=<B>/ folders). Stop the "
@@ -111,25 +118,31 @@ def staged_rows(classified: DataFrame, raw_max_bytes: int) -> DataFrame:
     )
 
 
-def staged_counts(root: Path, batch_id: int) -> tuple[list[SplitCount], int]:
+def staged_counts(storage: Storage, root: str, batch_id: int) -> tuple[list[SplitCount], int]:
     """(the splits that held records, quarantined records) of a staged batch, read from its
     Parquet files' footers: row counts, and the min/max statistics of the Kafka partition and
     offset columns. Nothing is read from the rows themselves."""
     staged = staging_path(root, batch_id)
+    files = storage.glob(join(staged, f"{S.STATUS}=*", f"{S.INPUT_SPLIT}=*", "*.parquet"))
+    columns = (S.KAFKA_PARTITION, S.KAFKA_OFFSET)
+    try:
+        footers = storage.parquet_stats(files, columns)
+    except StorageError as exc:
+        raise StoreFormatError(str(exc)) from None
     splits: dict[int, SplitCount] = {}
     quarantined = 0
-    for status in (VALID, QUARANTINED):
-        for file in sorted((staged / f"{S.STATUS}={status}").glob(f"{S.INPUT_SPLIT}=*/*.parquet")):
-            split = int(file.parent.name.split("=", 1)[1])
-            rows, partitions, offsets = _footer(file)
-            if not rows:
-                continue
-            valid = rows if status == VALID else 0
-            quarantined += rows - valid
-            found = SplitCount(split, min(partitions), max(partitions), min(offsets),
-                               max(offsets), valid)
-            known = splits.get(split)
-            splits[split] = found if known is None else _merged(known, found)
+    for file, footer in zip(files, footers, strict=True):
+        if not footer.rows:
+            continue
+        split = int(name_of(parent_of(file)).split("=", 1)[1])
+        status = name_of(parent_of(parent_of(file))).split("=", 1)[1]
+        valid = footer.rows if status == VALID else 0
+        quarantined += footer.rows - valid
+        partitions, offsets = (footer.mins[c] + footer.maxs[c] for c in columns)
+        found = SplitCount(split, min(partitions), max(partitions), min(offsets),
+                           max(offsets), valid)
+        known = splits.get(split)
+        splits[split] = found if known is None else _merged(known, found)
     return [splits[k] for k in sorted(splits)], quarantined
 
 
@@ -138,29 +151,6 @@ def _merged(a: SplitCount, b: SplitCount) -> SplitCount:
                       max(a.last_partition, b.last_partition),
                       min(a.first_offset, b.first_offset), max(a.last_offset, b.last_offset),
                       a.valid + b.valid)
-
-
-def _footer(file: Path) -> tuple[int, list[int], list[int]]:
-    """(rows, Kafka partitions, offsets) of one Parquet file: the min and max of each of
-    its row groups."""
-    meta = pq.ParquetFile(file).metadata
-    partitions: list[int] = []
-    offsets: list[int] = []
-    for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        if not group.num_rows:
-            continue
-        columns = {group.column(i).path_in_schema: group.column(i)
-                   for i in range(group.num_columns)}
-        for name, values in ((S.KAFKA_PARTITION, partitions), (S.KAFKA_OFFSET, offsets)):
-            stats = columns[name].statistics
-            if stats is None or not stats.has_min_max:
-                raise StoreFormatError(
-                    f"{file} has no min/max statistics for {name}: the job needs Parquet's "
-                    "column statistics (parquet.statistics.enabled must not be false)"
-                )
-            values += [stats.min, stats.max]
-    return meta.num_rows, partitions, offsets
 
 
 def split_bases(base: int, splits: list[SplitCount]) -> dict[int, int]:
@@ -174,66 +164,67 @@ def split_bases(base: int, splits: list[SplitCount]) -> dict[int, int]:
     return bases
 
 
-def batch_path(root: Path, batch_id: int) -> Path:
-    return root / f"{S.BATCH_ID}={batch_id}"
+def batch_path(root: str, batch_id: int) -> str:
+    return join(root, f"{S.BATCH_ID}={batch_id}")
 
 
-def staging_path(root: Path, batch_id: int) -> Path:
-    return batch_path(root / STAGING, batch_id)
+def staging_path(root: str, batch_id: int) -> str:
+    return batch_path(join(root, STAGING), batch_id)
 
 
-def stage_batch(rows: DataFrame, root: Path, batch_id: int) -> None:
+def stage_batch(rows: DataFrame, root: str, batch_id: int) -> None:
     """Write (or rewrite, on replay) a batch's `staged_rows` to its staging folder.
 
     Columns whose every value is distinct get no dictionary: Parquet would build one, find it
-    too large and write the column plain anyway (skipping that made the write ~10% faster,
-    at no cost on disk; benchmarks/RESULTS.md).
+    too large and write the column plain anyway; skipping that is cheaper
+    (benchmarks/RESULTS.md, "Decisions", row `Parquet dictionary off on unique columns`).
     """
     writer = rows.write.mode("overwrite")
     for column in UNIQUE_COLUMNS:
         writer = writer.option(f"parquet.enable.dictionary#{column}", "false")
-    writer.partitionBy(S.STATUS, S.INPUT_SPLIT).parquet(str(staging_path(root, batch_id)))
+    writer.partitionBy(S.STATUS, S.INPUT_SPLIT).parquet(staging_path(root, batch_id))
 
 
-def publish_batch(root: Path, quarantine_root: Path, batch_id: int,
+def publish_batch(storage: Storage, root: str, quarantine_root: str, batch_id: int,
                   bases: Mapping[int, int]) -> None:
     """Move a staged batch into the store and the quarantine, replacing an earlier attempt's.
 
     Renames only: each valid split's folder becomes `seq_base=<B>` of the batch's folder,
     which then takes the place of the old one; the bad records' files gather in a hidden
-    folder of the quarantine that then takes its place (a copy if it is on another disk).
+    folder of the quarantine that then takes its place.
     A crash in between leaves the batch uncommitted in the ledger; its replay publishes again.
     """
     staged = staging_path(root, batch_id)
-    ready = staged / "publish"
-    ready.mkdir()
+    ready = join(staged, "publish")
+    storage.delete(ready)
+    storage.mkdirs(ready)
     for split, base in bases.items():
-        (staged / f"{S.STATUS}={VALID}" / f"{S.INPUT_SPLIT}={split}").rename(
-            ready / f"{S.SEQ_BASE}={base}")
-    bad = sorted((staged / f"{S.STATUS}={QUARANTINED}").glob(f"{S.INPUT_SPLIT}=*/*"))
+        storage.rename(join(staged, f"{S.STATUS}={VALID}", f"{S.INPUT_SPLIT}={split}"),
+                       join(ready, f"{S.SEQ_BASE}={base}"))
+    bad = storage.glob(join(staged, f"{S.STATUS}={QUARANTINED}", f"{S.INPUT_SPLIT}=*", "*"))
     if bad:
-        gathered = quarantine_root / f".{S.BATCH_ID}={batch_id}.incoming"
-        shutil.rmtree(gathered, ignore_errors=True)
-        gathered.mkdir(parents=True)
+        gathered = join(quarantine_root, f".{S.BATCH_ID}={batch_id}.incoming")
+        storage.delete(gathered)
+        storage.mkdirs(gathered)
         for file in bad:
-            shutil.move(file, gathered / file.name)
-        _replace_folder(gathered, batch_path(quarantine_root, batch_id))
+            storage.rename(file, join(gathered, name_of(file)))
+        _replace_folder(storage, gathered, batch_path(quarantine_root, batch_id))
     else:  # an earlier attempt may have judged differently: "in the future" is relative
-        _replace_folder(None, batch_path(quarantine_root, batch_id))
-    _replace_folder(ready if bases else None, batch_path(root, batch_id))
-    shutil.rmtree(staged)
+        _replace_folder(storage, None, batch_path(quarantine_root, batch_id))
+    _replace_folder(storage, ready if bases else None, batch_path(root, batch_id))
+    storage.delete(staged)
 
 
-def _replace_folder(source: Path | None, target: Path) -> None:
+def _replace_folder(storage: Storage, source: str | None, target: str) -> None:
     """Remove `target` if it exists, then rename `source` (if any) to it."""
-    if target.exists():
-        shutil.rmtree(target)
+    storage.delete(target)
     if source is not None:
-        source.rename(target)
+        storage.mkdirs(parent_of(target))
+        storage.rename(source, target)
 
 
 def read_events(
-    spark: SparkSession, root: Path, *, first_seq: int, end_seq: int, through_batch: int
+    spark: SparkSession, root: str | Path, *, first_seq: int, end_seq: int, through_batch: int
 ) -> DataFrame:
     """Stored events with `first_seq <= seq < end_seq` from batches up to `through_batch`:
     the event's fields, `seq` and `batch_id`."""

@@ -8,6 +8,11 @@ of a cut `c` is the events with `seq < c` — all of them, or the latest `window
 
 from __future__ import annotations
 
+from typing import Literal
+
+CatchUp = Literal["exact", "latest"]
+CATCH_UP_MODES: tuple[CatchUp, ...] = ("exact", "latest")
+
 
 def threshold_cuts(trained_through: int, total_valid: int, threshold: int) -> list[int]:
     """Cuts reached when the valid-event count went up to `total_valid`.
@@ -19,6 +24,23 @@ def threshold_cuts(trained_through: int, total_valid: int, threshold: int) -> li
         raise ValueError(f"threshold must be positive, got {threshold}")
     first = trained_through + threshold
     return list(range(first, total_valid + 1, threshold))
+
+
+def due_cuts(
+    trained_through: int, total_valid: int, threshold: int, catch_up: CatchUp
+) -> tuple[list[int], list[int]]:
+    """(cuts to train, cuts skipped) when the count went up to `total_valid`.
+
+    `exact` trains every cut reached, one run each. `latest` trains once, at the latest cut
+    reached, and skips the earlier ones: a backlog that crosses several cuts at once (a
+    restart after a long stop, a replay) costs one run instead of one per cut.
+    """
+    if catch_up not in CATCH_UP_MODES:
+        raise ValueError(f"catch_up must be one of {CATCH_UP_MODES}, got {catch_up!r}")
+    cuts = threshold_cuts(trained_through, total_valid, threshold)
+    if catch_up == "exact" or len(cuts) < 2:
+        return cuts, []
+    return cuts[-1:], cuts[:-1]
 
 
 def max_wait_due(

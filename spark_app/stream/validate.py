@@ -7,8 +7,8 @@ Each record's JSON is read once, by the project's Spark SQL function `SaleFields
 jvm/udf/: a streaming parse with the Jackson library Spark ships). It returns each field's JSON
 type beside its value, so a quantity sent as the string "3" is told apart from the integer 3,
 and a JSON null from a missing field. The checks that name a reason are the Spark column
-expressions below. (Building a Spark VARIANT and extracting each field from it did the same;
-`classify` took 3.3x as long that way; see benchmarks/RESULTS.md.)
+expressions below. (Building a Spark VARIANT and extracting each field from it did the same,
+more slowly: benchmarks/RESULTS.md, "Decisions", row `record parser in Java`.)
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def _reason(
     max_quantity: int,
     max_future_seconds: int,
     min_timestamp: datetime,
+    rating_range: tuple[float, float],
 ) -> Column:
     """The first thing wrong with a record (checks in a fixed order), or null if valid.
 
@@ -112,6 +113,7 @@ def _reason(
     """
     quantity = _p(S.QUANTITY)
     price = _p(S.PRICE)
+    rating = _p(S.RATING)
     event_time = F.col(S.EVENT_TIME)
     latest_allowed = F.col(S.KAFKA_TIMESTAMP) + F.make_dt_interval(
         secs=F.lit(max_future_seconds)
@@ -154,6 +156,9 @@ def _reason(
         (~_absent(S.PRICE) & (~_is_number(S.PRICE) | (price < 0) | F.isnan(price)
                               | (price == float("inf"))),
          F.lit(Reason.PRICE_INVALID)),
+        (~_absent(S.RATING) & (~_is_number(S.RATING) | F.isnan(rating)
+                               | ~rating.between(*rating_range)),
+         F.lit(Reason.RATING_INVALID)),
     ]
     reason = F.lit(None).cast("string")
     for condition, code in reversed(checks):
@@ -172,9 +177,9 @@ class Classifier:
     """`classify` with its column expressions built once, for the limits given.
 
     The expressions depend only on the limits, so a streaming job builds them once and each
-    micro-batch costs three projections. Built per batch, they took ~0.2 s of calls into the
-    JVM, about a tenth of a 500k-record batch (benchmarks/RESULTS.md). Column expressions
-    refer to columns by name, so one set serves every batch's DataFrame.
+    micro-batch costs three projections instead of the calls into the JVM that building them
+    takes (benchmarks/RESULTS.md, "Decisions", row `the checks' expressions built once`).
+    Column expressions refer to columns by name, so one set serves every batch's DataFrame.
     """
 
     def __init__(
@@ -184,6 +189,7 @@ class Classifier:
         max_quantity: int,
         max_future_seconds: int,
         min_timestamp: datetime,
+        rating_range: tuple[float, float],
     ) -> None:
         data = F.col("value").cast("binary")
         # Oversized values are not parsed at all: a huge message must not cost a huge parse.
@@ -210,14 +216,16 @@ class Classifier:
             .cast("int").alias(S.QUANTITY),
             _event_time().alias(S.EVENT_TIME),
             _p(S.PRICE).alias(S.PRICE),
+            _p(S.RATING).alias(S.RATING),
         ]
         # The output: every column but the scratch ones, then the reason.
         kept = ["value", S.KAFKA_TOPIC, S.KAFKA_PARTITION, S.KAFKA_OFFSET]
-        kept += [S.EVENT_ID, S.USER_ID, S.PRODUCT_ID, S.QUANTITY, S.EVENT_TIME, S.PRICE]
+        kept += [S.EVENT_ID, S.USER_ID, S.PRODUCT_ID, S.QUANTITY, S.EVENT_TIME, S.PRICE,
+                 S.RATING]
         self._output = [
             *[F.col(name) for name in kept],
-            _reason(max_message_bytes, max_quantity, max_future_seconds, min_timestamp)
-            .alias(S.REASON),
+            _reason(max_message_bytes, max_quantity, max_future_seconds, min_timestamp,
+                    rating_range).alias(S.REASON),
         ]
 
     def __call__(self, raw: DataFrame) -> DataFrame:
@@ -236,6 +244,7 @@ def classify(
     max_quantity: int,
     max_future_seconds: int,
     min_timestamp: datetime,
+    rating_range: tuple[float, float],
 ) -> DataFrame:
     """Kafka records -> one row each with the event's fields, `reason` (null if valid), source
     (a one-off Classifier; a streaming job keeps one)."""
@@ -244,4 +253,5 @@ def classify(
         max_quantity=max_quantity,
         max_future_seconds=max_future_seconds,
         min_timestamp=min_timestamp,
+        rating_range=rating_range,
     )(raw)

@@ -41,7 +41,8 @@ def metrics_of(s: RunSettings, evaluation: Evaluation, accepted: bool,
 def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, accepted: bool,
                 reason: str, event_counts: dict[str, int], sizes: SplitSizes,
                 kafka_offsets: dict[str, list[int]] | None, timings: dict[str, float],
-                spark: SparkSession, als: AlsSettings, last_batch_id: int | None) -> Manifest:
+                spark: SparkSession, als: AlsSettings, last_batch_id: int | None,
+                seq_range: tuple[int, int] | None) -> Manifest:
     """manifest.json; `timings` is filled in as the run goes (the same dict); `als` the
     settings fitted (parameters.als), which model selection may have chosen."""
     return Manifest(
@@ -54,6 +55,7 @@ def manifest_of(s: RunSettings, run_id: str, sequence: int, created: datetime, a
         parameters={**s.parameters, "als": asdict(als)}, timings_seconds=timings,
         spark={"version": spark.version, "master": spark.sparkContext.master},
         last_batch_id=last_batch_id,
+        seq_range=list(seq_range) if seq_range is not None else None,
     )
 
 

@@ -1,25 +1,28 @@
 """Export: write a run under results/.tmp-<run_id>, publish it by one rename, move `latest`.
 
 A reader never sees a half-written run: until the rename the run is a dot-folder (readers
-ignore those); `latest` is a pointer file replaced with os.replace. A crash mid-export leaves only
-the .tmp-<run_id> folder, removed by clean_stale_tmp() at the start of the next run.
-Layout and file formats: docs/run-format.md.
+ignore those); `latest` is a small pointer file (recsys_contract.runs) replaced
+atomically. A crash mid-export leaves only the .tmp-<run_id> folder, removed by
+clean_stale_tmp() at the start of the next run. A crash after the rename, before the job's
+ledger records the run, leaves a published run that `find_published` finds again, so the
+restart records it instead of publishing the same training sequence twice.
+Every file operation goes through spark_app/storage.py: results may be on any Hadoop
+filesystem with atomic rename. Layout and file formats: docs/run-format.md.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.ml.recommendation import ALSModel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from recsys_contract.runs import (
     LATEST,
@@ -34,6 +37,7 @@ from recsys_contract.runs import (
     format_latest,
     parse_latest,
 )
+from spark_app.storage import Storage, join, name_of, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -53,29 +57,26 @@ CSV_OPTIONS: dict[str, str] = {
 }
 
 
-def tmp_dir(results: Path, run_id: str) -> Path:
+def tmp_dir(results: str, run_id: str) -> str:
     """Where a run is written before it is published."""
-    return results / f"{TMP_PREFIX}{run_id}"
+    return join(results, f"{TMP_PREFIX}{run_id}")
 
 
-def clean_stale_tmp(results: Path) -> list[Path]:
-    """Remove .tmp-* folders left by runs that crashed; return what was removed."""
+def clean_stale_tmp(storage: Storage, results: str) -> list[str]:
+    """Remove .tmp-* folders left by runs that crashed; return the names removed."""
     removed = []
-    if results.is_dir():
-        for stale in sorted(results.glob(f"{TMP_PREFIX}*")):
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
-            removed.append(stale)
+    for stale in storage.list(results):
+        if stale.name.startswith(TMP_PREFIX):
+            storage.delete(stale.path)
+            removed.append(stale.name)
     if removed:
-        log.warning("removed %d stale partial run(s): %s", len(removed), [p.name for p in removed])
+        log.warning("removed %d stale partial run(s): %s", len(removed), removed)
     return removed
 
 
-def write_json(document: Manifest | Metrics, path: Path) -> None:
+def write_json(storage: Storage, document: Manifest | Metrics, path: str) -> None:
     """Write a run's manifest or metrics as indented JSON (NaN -> null)."""
-    path.write_text(document.to_json())
+    storage.write_bytes(path, document.to_json().encode("utf-8"))
 
 
 def csv_header(columns: list[str]) -> str:
@@ -85,65 +86,89 @@ def csv_header(columns: list[str]) -> str:
     return line.getvalue()
 
 
-def concat_parts(parts: list[Path], header: str, path: Path) -> None:
-    """Write `header` then the bytes of every part, in order, to `path` (via a temporary name
-    in the same folder, renamed into place)."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
-    with tmp.open("wb") as out:
-        out.write(header.encode("utf-8"))
-        for part in parts:
-            with part.open("rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-    os.rename(tmp, path)
-
-
-def write_csv(df: DataFrame, path: Path, rows: int | None = None) -> None:
+def write_csv(
+    df: DataFrame, path: str | Path, rows: int | None = None, storage: Storage | None = None
+) -> None:
     """`df` as one CSV file with a header at `path` (a folder of parts beyond the row limit).
 
     Every partition writes its own part (no header) in parallel, and the parts are joined in
     partition order behind one header line: the file coalesce(1) would write, without making
     one task format every row.
     """
+    storage = storage or Storage(df.sparkSession)
+    path = storage.qualify(path)
     writer = df.write.options(**CSV_OPTIONS)
     if rows is not None and rows > SINGLE_CSV_MAX_ROWS:
-        writer.option("header", True).csv(str(path))
+        writer.option("header", True).csv(path)
         return
-    parts = path.parent / f".{path.name}.parts"
-    writer.option("header", False).mode("overwrite").csv(str(parts))
-    concat_parts(sorted(parts.glob("part-*.csv")), csv_header(df.columns), path)
-    shutil.rmtree(parts)
+    parts = join(parent_of(path), f".{name_of(path)}.parts")
+    writer.option("header", False).mode("overwrite").csv(parts)
+    storage.concat(csv_header(df.columns).encode("utf-8"),
+                   storage.glob(join(parts, "part-*.csv")), path)
+    storage.delete(parts)
 
 
-def save_model(model: ALSModel, path: Path) -> None:
+def save_model(model: ALSModel, path: str) -> None:
     """Save the ALS model (ALSModel.load(path) reads it)."""
-    model.write().overwrite().save(str(path))
+    model.write().overwrite().save(path)
 
 
-def publish(tmp: Path, final: Path) -> None:
+def publish(storage: Storage, tmp: str, final: str) -> None:
     """Move a complete run folder into place with one rename."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    storage.mkdirs(parent_of(final))
+    if storage.exists(final):
         raise FileExistsError(f"{final} already exists; run ids must be unique")
-    os.rename(tmp, final)
+    storage.rename(tmp, final)
 
 
-def point_latest(results: Path, run_id: str) -> None:
-    """Make the results/latest pointer name `run_id`, replacing it atomically (a reader sees
-    the old or the new id). An older layout's `latest` symlink is replaced the same way."""
-    link = results / LATEST
-    tmp = results / f"{TMP_PREFIX}latest-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(format_latest(run_id))
-    if link.is_symlink():
-        log.info("results/latest was a symlink (older layout): now a pointer file")
-    os.replace(tmp, link)
+def point_latest(storage: Storage, results: str, run_id: str) -> None:
+    """Make the pointer file results/latest name `run_id`, replacing it atomically (an old
+    `latest` symlink of earlier versions is replaced by the file)."""
+    pointer = join(results, LATEST)
+    if storage.is_symlink(pointer):
+        log.info("replacing the old symlink %s with a pointer file (docs/run-format.md)", pointer)
+    storage.write_atomic(pointer, format_latest(run_id))
 
 
-def latest_run_id(results: Path) -> str | None:
-    """The run `latest` names, or None."""
-    link = results / LATEST
-    if link.is_symlink():  # the older layout
-        return os.readlink(link).rstrip("/").split("/")[-1]
-    return parse_latest(link.read_text()) if link.is_file() else None
+def latest_run_id(storage: Storage, results: str) -> str | None:
+    """The run `latest` names (pointer file, or the symlink of earlier versions), or None."""
+    pointer = join(results, LATEST)
+    target = storage.symlink_target(pointer)
+    if target is not None:
+        return name_of(target)
+    text = storage.read_text(pointer)
+    return None if text is None else parse_latest(text)
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    """A run already published for a training sequence (found again after a crash)."""
+
+    run_id: str
+    accepted: bool
+    path: str
+
+
+def find_published(
+    storage: Storage, results: str, sequence: int, seq_range: tuple[int, int]
+) -> PublishedRun | None:
+    """The run published (under runs/) or recorded as rejected for training sequence
+    `sequence` over events [first_seq, cut) = `seq_range`, if any.
+
+    A run folder only appears complete (one rename), so one found is whole; its manifest's
+    sequence and range must match, so an older store's run of the same number is not taken.
+    """
+    suffix = f"-{sequence:06d}"
+    for folder, accepted in ((RUNS_DIR, True), (REJECTED_DIR, False)):
+        for entry in storage.list(join(results, folder)):
+            if not entry.is_dir or not entry.name.endswith(suffix) or entry.name[:1] == ".":
+                continue
+            text = storage.read_text(join(entry.path, MANIFEST))
+            manifest = json.loads(text) if text else {}
+            if manifest.get("sequence") == sequence and manifest.get("seq_range") == list(
+                    seq_range):
+                return PublishedRun(entry.name, accepted, entry.path)
+    return None
 
 
 class RunDraft:
@@ -153,11 +178,15 @@ class RunDraft:
     publishes the run. Leaving a `with` block by an exception removes the draft.
     """
 
-    def __init__(self, results: Path, run_id: str, *, workers: int = 4) -> None:
-        self.results = results
+    def __init__(self, results: str | Path, run_id: str, *, workers: int = 4,
+                 storage: Storage | None = None) -> None:
+        self.storage = storage or Storage(SparkSession.active())
+        self.results = self.storage.qualify(results)
         self.run_id = run_id
-        self.path = tmp_dir(results, run_id)
-        self.path.mkdir(parents=True, exist_ok=False)
+        self.path = tmp_dir(self.results, run_id)
+        if self.storage.exists(self.path):
+            raise FileExistsError(f"{self.path} already exists; run ids must be unique")
+        self.storage.mkdirs(self.path)
         self.started = time.perf_counter()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export")
         self._writes: list[Future[None]] = []
@@ -171,16 +200,17 @@ class RunDraft:
 
     def write_csv(self, name: str, df: DataFrame, rows: int | None = None) -> None:
         """Start writing `df` as the run's CSV `name` (see write_csv; `rows`: an upper bound)."""
-        self._writes.append(self._pool.submit(write_csv, df, self.path / name, rows))
+        self._writes.append(
+            self._pool.submit(write_csv, df, join(self.path, name), rows, self.storage))
 
     def save_model(self, model: ALSModel) -> None:
         """Start saving the ALS model under model/."""
-        self._writes.append(self._pool.submit(save_model, model, self.path / MODEL_DIR))
+        self._writes.append(self._pool.submit(save_model, model, join(self.path, MODEL_DIR)))
 
     def write_parquet(self, name: str, df: DataFrame) -> None:
         """Start writing `df` as the run's Parquet folder `name` (a relative path; Spark's
         _SUCCESS marker last)."""
-        self._writes.append(self._pool.submit(df.write.parquet, str(self.path / name)))
+        self._writes.append(self._pool.submit(df.write.parquet, join(self.path, name)))
 
     def _wait(self) -> None:
         try:
@@ -195,7 +225,10 @@ class RunDraft:
             self._wait()
         except Exception as error:  # noqa: BLE001 - the draft is thrown away either way
             log.warning("a write of discarded run %s failed too: %s", self.run_id, error)
-        shutil.rmtree(self.path, ignore_errors=True)
+        try:
+            self.storage.delete(self.path)
+        except Exception as error:  # noqa: BLE001 - clean_stale_tmp removes it at the next run
+            log.warning("could not remove discarded run %s: %s", self.path, error)
 
     def publish(
         self,
@@ -203,7 +236,7 @@ class RunDraft:
         manifest: Manifest,
         timings: dict[str, float] | None = None,
         cycle_started: float | None = None,
-    ) -> Path:
+    ) -> str:
         """Wait for every file, write metrics and manifest, publish under runs/, move `latest`.
 
         If `timings` (the manifest's timings_seconds) is given, its "export" (from the draft's
@@ -211,29 +244,29 @@ class RunDraft:
         perf_counter value) are filled in just before the manifest is written.
         """
         self._wait()
-        write_json(metrics, self.path / METRICS)
+        write_json(self.storage, metrics, join(self.path, METRICS))
         if timings is not None:
             now = time.perf_counter()
             timings["export"] = round(now - self.started, 3)
             if cycle_started is not None:
                 timings["total"] = round(now - cycle_started, 3)
-        write_json(manifest, self.path / MANIFEST)
-        final = self.results / RUNS_DIR / self.run_id
-        publish(self.path, final)
-        point_latest(self.results, self.run_id)
+        write_json(self.storage, manifest, join(self.path, MANIFEST))
+        final = join(self.results, RUNS_DIR, self.run_id)
+        publish(self.storage, self.path, final)
+        point_latest(self.storage, self.results, self.run_id)
         log.info("published run %s at %s; latest -> %s", self.run_id, final, self.run_id)
         return final
 
 
 def export_rejected(
-    results: Path, run_id: str, *, metrics: Metrics, manifest: Manifest
-) -> Path:
+    storage: Storage, results: str, run_id: str, *, metrics: Metrics, manifest: Manifest
+) -> str:
     """Write metrics and manifest of a rejected run under rejected/; `latest` is left alone."""
     tmp = tmp_dir(results, run_id)
-    tmp.mkdir(parents=True, exist_ok=False)
-    write_json(metrics, tmp / METRICS)
-    write_json(manifest, tmp / MANIFEST)
-    final = results / REJECTED_DIR / run_id
-    publish(tmp, final)
+    storage.mkdirs(tmp)
+    write_json(storage, metrics, join(tmp, METRICS))
+    write_json(storage, manifest, join(tmp, MANIFEST))
+    final = join(results, REJECTED_DIR, run_id)
+    publish(storage, tmp, final)
     log.info("rejected run %s recorded at %s; latest unchanged", run_id, final)
     return final

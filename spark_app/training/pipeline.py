@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
@@ -31,6 +30,7 @@ from recsys_contract.runs import (
 )
 from spark_app.schema import PRODUCT_IDX, USER_IDX
 from spark_app.session import graphframes_jar_loaded
+from spark_app.storage import Storage, join
 from spark_app.training.als import build_als, fit_als, resolve_blocks
 from spark_app.training.documents import manifest_of, metrics_of, with_graph
 from spark_app.training.evaluate import bias_baseline_rmse, decide, decide_by_rmse
@@ -64,7 +64,7 @@ class TrainingOutcome:
     run_id: str
     accepted: bool
     reason: str
-    path: Path
+    path: str  # URI of the run's folder
     metrics: Metrics
 
 
@@ -77,17 +77,27 @@ def run_training(
     event_counts: dict[str, int],
     kafka_offsets: dict[str, list[int]] | None = None,
     last_batch_id: int | None = None,
+    seq_range: tuple[int, int] | None = None,
+    storage: Storage | None = None,
 ) -> TrainingOutcome:
-    """Train, evaluate against the popularity baseline, and publish or reject one run."""
+    """Train, evaluate against the popularity baseline, and publish or reject one run.
+
+    `seq_range`: the events' [first_seq, cut), recorded in the manifest so that a restart
+    finds this sequence's run again (export.find_published) instead of publishing it twice.
+    """
+    storage = storage or Storage(spark)
     s = RunSettings.from_config(cfg)
+    s = replace(s, results=storage.qualify(s.results), state=storage.qualify(s.state))
     clock, created = StageClock(), datetime.now(UTC)
     run_id = make_run_id(sequence, created)
     log.info("training run %s on %s events", run_id, event_counts.get("training_set"))
-    clean_stale_tmp(s.results)
+    storage.mkdirs(s.results)
+    clean_stale_tmp(storage, s.results)
     with CacheScope() as keep:
         warming = warm_python_workers_in_background(spark)
         with clock("prepare"):
-            prepared = prepare(spark, events, s.state / ID_MAP_DIR)
+            prepared = prepare(spark, events, join(s.state, ID_MAP_DIR), storage,
+                               explicit_ratings=not s.als.implicit_prefs)
         with clock("split"):
             split = split_stage(prepared.pairs, s.split, keep)
         with clock("select"):
@@ -104,17 +114,18 @@ def run_training(
         metrics = metrics_of(s, evaluation, accepted, selection)
         manifest = manifest_of(s, run_id, sequence, created, accepted, reason, event_counts,
                                split.sizes, kafka_offsets, clock.timings, spark, als,
-                               last_batch_id)
+                               last_batch_id, seq_range)
         if not accepted:
             clock.timings["total"] = clock.elapsed()
-            path = export_rejected(s.results, run_id, metrics=metrics, manifest=manifest)
+            path = export_rejected(storage, s.results, run_id, metrics=metrics,
+                                   manifest=manifest)
             return TrainingOutcome(run_id, False, reason, path, metrics)
         if s.refit:
             with clock("refit"):
                 model = fit(split.pairs, als, spark)
                 scored = keep(score(model, split, s, top_n=s.top_n, spark=spark))
                 diversity = evaluation_of(scored, split.sizes.products).intra_list_diversity
-        with RunDraft(s.results, run_id) as draft:
+        with RunDraft(s.results, run_id, storage=storage) as draft:
             draft.save_model(model)
             write_factors(draft, model, *prepared.maps, split.pairs)  # for the API server
             with clock("recommend"):
@@ -156,7 +167,8 @@ def choose_als(train: DataFrame, s: RunSettings, sequence: int, run_id: str,
                spark: SparkSession, cache: CacheScope) -> tuple[AlsSettings, Selection | None]:
     """The ALS settings this run fits: chosen by model selection when it is due, else the last
     choice (recorded as reused), else als.* as configured."""
-    stored = load_choice(s.state)
+    storage = Storage(spark)
+    stored = load_choice(storage, s.state)
     if not s.selection.due(sequence, stored is not None):
         if stored is None:
             return s.als, None
@@ -169,7 +181,7 @@ def choose_als(train: DataFrame, s: RunSettings, sequence: int, run_id: str,
         train, s.als, s.selection, k=s.k, accept_metric=s.accept_metric,
         fit=lambda pairs, candidate: fit(pairs, candidate, spark), cache=cache,
         num_chunks=parallelism)
-    save_choice(s.state, run_id, als)
+    save_choice(storage, s.state, run_id, als)
     log.info("selection chose %s (validation %s)", selection.chosen, selection.metric)
     return als, selection
 

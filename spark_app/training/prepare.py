@@ -16,8 +16,6 @@ never sees a half-written mapping.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +37,7 @@ from spark_app.schema import (
     USER_ID,
     USER_IDX,
 )
+from spark_app.storage import Storage, join, name_of
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +54,38 @@ def require_columns(df: DataFrame, columns: Iterable[str], where: str) -> None:
         raise MissingColumnError(f"{where} needs columns {missing}; the DataFrame has {df.columns}")
 
 
-def aggregate_indexed_pairs(events: DataFrame) -> DataFrame:
+def aggregate_indexed_pairs(events: DataFrame, explicit_ratings: bool = False) -> DataFrame:
     """Events carrying user_idx and product_idx (attach_indices) -> one row per integer pair:
-    (user_idx, product_idx, rating = sum(quantity), purchases = count, last_event_time)."""
+    (user_idx, product_idx, rating, purchases = count, last_event_time).
+
+    `rating` is the sum of the quantities (the confidence of implicit feedback); with
+    `explicit_ratings`, the mean of the events' `rating` field where they carry one, else
+    the summed quantity (explicit feedback without ratings, as before they existed)."""
     require_columns(
         events, (USER_IDX, PRODUCT_IDX, QUANTITY, EVENT_TIME), "aggregate_indexed_pairs"
     )
+    summed = F.sum(QUANTITY).cast("double")
+    rated = explicit_ratings and RATING in events.columns
     return events.groupBy(USER_IDX, PRODUCT_IDX).agg(
-        F.sum(QUANTITY).cast("double").alias(RATING),
+        (F.coalesce(F.avg(RATING), summed) if rated else summed).alias(RATING),
         F.count(F.lit(1)).alias(PURCHASES),
         F.max(EVENT_TIME).alias(LAST_EVENT_TIME),
     )
 
 
-def pairs_by_user(events: DataFrame) -> DataFrame:
+def pairs_by_user(events: DataFrame, explicit_ratings: bool = False) -> DataFrame:
     """aggregate_indexed_pairs() of the events hash-partitioned by user_idx first.
 
     The pairs then stay clustered by user: every per-user step after them (split.side_lists,
     the `latest` split's window) runs without shuffling the pairs again. Aggregating by the
     pair shuffles as much (nearly every event is its own pair, so the map-side aggregation
-    saves little) and leaves them spread by (user, product). 1M events: the split stage
-    1.66-1.70 s -> 1.39-1.47 s (benchmarks/RESULTS.md). The trade-off: where the events repeat
+    saves little) and leaves them spread by (user, product) (measured: benchmarks/RESULTS.md,
+    "Decisions", row `pairs clustered by user`). The trade-off: where the events repeat
     their pairs often (many purchases of the same product by the same user), every event is
     shuffled, where aggregating first would have shuffled one row per pair and task.
     """
     require_columns(events, (USER_IDX,), "pairs_by_user")
-    return aggregate_indexed_pairs(events.repartition(USER_IDX))
+    return aggregate_indexed_pairs(events.repartition(USER_IDX), explicit_ratings)
 
 
 def id_map_schema(id_col: str, idx_col: str) -> StructType:
@@ -114,93 +119,102 @@ def number_ids(new_ids: DataFrame, id_col: str, idx_col: str, start: int) -> Dat
     return new_ids.select(id_col, (offset + position).cast(IntegerType()).alias(idx_col))
 
 
-def _read_pointer(map_dir: Path) -> str | None:
-    pointer = map_dir / ID_MAP_POINTER
-    if not pointer.is_file():
-        return None
-    name = pointer.read_text().strip()
-    return name if name and (map_dir / name).is_dir() else None
+def _read_pointer(storage: Storage, map_dir: str) -> str | None:
+    text = storage.read_text(join(map_dir, ID_MAP_POINTER))
+    name = text.strip() if text else ""
+    return name if name and storage.is_dir(join(map_dir, name)) else None
 
 
-def load_id_map(spark: SparkSession, map_dir: Path, id_col: str, idx_col: str) -> DataFrame:
+def load_id_map(
+    spark: SparkSession, map_dir: str | Path, id_col: str, idx_col: str,
+    storage: Storage | None = None,
+) -> DataFrame:
     """The live version of the id map in `map_dir`, or an empty map if there is none yet."""
-    version = _read_pointer(map_dir)
+    storage = storage or Storage(spark)
+    map_dir = storage.qualify(map_dir)
+    version = _read_pointer(storage, map_dir)
     if version is None:
         return spark.createDataFrame([], id_map_schema(id_col, idx_col))
-    return spark.read.schema(id_map_schema(id_col, idx_col)).parquet(str(map_dir / version))
+    return spark.read.schema(id_map_schema(id_col, idx_col)).parquet(join(map_dir, version))
 
 
-def save_id_map(id_map: DataFrame, map_dir: Path) -> Path:
+def save_id_map(id_map: DataFrame, map_dir: str | Path, storage: Storage | None = None) -> str:
     """Write `id_map` as a new version folder and switch the pointer to it atomically."""
-    map_dir.mkdir(parents=True, exist_ok=True)
-    live = _read_pointer(map_dir)
+    storage = storage or Storage(id_map.sparkSession)
+    map_dir = storage.qualify(map_dir)
+    storage.mkdirs(map_dir)
+    live = _read_pointer(storage, map_dir)
     number = int(live[len(ID_MAP_VERSION_PREFIX) :]) + 1 if live else 1
     name = f"{ID_MAP_VERSION_PREFIX}{number:06d}"
-    tmp = map_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
-    id_map.write.mode("overwrite").parquet(str(tmp))
-    final = map_dir / name
-    if final.exists():  # left over by a crash between rename and pointer switch
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    pointer_tmp = map_dir / f".{ID_MAP_POINTER}.{uuid.uuid4().hex[:8]}"
-    pointer_tmp.write_text(name + "\n")
-    os.replace(pointer_tmp, map_dir / ID_MAP_POINTER)
-    _drop_old_versions(map_dir, keep=name)
+    tmp = join(map_dir, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+    id_map.write.mode("overwrite").parquet(tmp)
+    final = join(map_dir, name)
+    storage.delete(final)  # left over by a crash between rename and pointer switch
+    storage.rename(tmp, final)
+    storage.write_atomic(join(map_dir, ID_MAP_POINTER), name + "\n")
+    _drop_old_versions(storage, map_dir, keep=name)
     return final
 
 
-def _drop_old_versions(map_dir: Path, keep: str) -> None:
-    versions = sorted(
-        p.name for p in map_dir.iterdir() if p.is_dir() and p.name.startswith(ID_MAP_VERSION_PREFIX)
-    )
+def _drop_old_versions(storage: Storage, map_dir: str, keep: str) -> None:
+    entries = storage.list(map_dir)
+    versions = [e.name for e in entries if e.is_dir and e.name.startswith(ID_MAP_VERSION_PREFIX)]
     for old in versions[:-ID_MAP_KEEP_VERSIONS]:
         if old != keep:
-            shutil.rmtree(map_dir / old, ignore_errors=True)
-    for stale in map_dir.glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+            storage.delete(join(map_dir, old))
+    for stale in entries:
+        if stale.name.startswith(".tmp-"):
+            storage.delete(stale.path)
 
 
 def update_id_map(
-    spark: SparkSession, ids: DataFrame, map_dir: Path, id_col: str, idx_col: str
+    spark: SparkSession, ids: DataFrame, map_dir: str | Path, id_col: str, idx_col: str,
+    storage: Storage | None = None,
 ) -> DataFrame:
     """Load the map in `map_dir`, add ids it lacks, persist it if it grew; return the live map.
 
     Without a map yet (the first run) every distinct id is new: nothing is looked up.
     """
-    if _read_pointer(map_dir) is None:
+    storage = storage or Storage(spark)
+    map_dir = storage.qualify(map_dir)
+    if _read_pointer(storage, map_dir) is None:
         current, start = None, 0
         new = ids.select(id_col).distinct().cache()
     else:
-        current = load_id_map(spark, map_dir, id_col, idx_col)
+        current = load_id_map(spark, map_dir, id_col, idx_col, storage)
         max_idx = current.agg(F.max(idx_col)).first()[0]
         start = 0 if max_idx is None else int(max_idx) + 1
         new = missing_ids(current, ids, id_col).cache()
     try:
         new_count = new.count()
         if new_count == 0:
-            log.info("id map %s: no new ids (%d known)", map_dir.name, start)
-            return load_id_map(spark, map_dir, id_col, idx_col) if current is None else current
+            log.info("id map %s: no new ids (%d known)", name_of(map_dir), start)
+            if current is None:
+                return load_id_map(spark, map_dir, id_col, idx_col, storage)
+            return current
         numbered = number_ids(new, id_col, idx_col, start)
         extended = (
             numbered if current is None else current.select(id_col, idx_col).unionByName(numbered)
         )
-        save_id_map(extended, map_dir)
+        save_id_map(extended, map_dir, storage)
     finally:
         new.unpersist()
-    log.info("id map %s: %d new ids from index %d", map_dir.name, new_count, start)
-    return load_id_map(spark, map_dir, id_col, idx_col)
+    log.info("id map %s: %d new ids from index %d", name_of(map_dir), new_count, start)
+    return load_id_map(spark, map_dir, id_col, idx_col, storage)
 
 
 def update_id_maps(
-    spark: SparkSession, events: DataFrame, maps_dir: Path
+    spark: SparkSession, events: DataFrame, maps_dir: str | Path, storage: Storage | None = None
 ) -> tuple[DataFrame, DataFrame]:
     """update_id_map for users and products of `events` (under maps_dir/users and
     maps_dir/products): the two independent maps' small jobs run side by side."""
+    storage = storage or Storage(spark)
+    maps_dir = storage.qualify(maps_dir)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="id-map") as pool:
-        users = pool.submit(update_id_map, spark, events, maps_dir / "users", USER_ID, USER_IDX)
-        products = pool.submit(
-            update_id_map, spark, events, maps_dir / "products", PRODUCT_ID, PRODUCT_IDX
-        )
+        users = pool.submit(update_id_map, spark, events, join(maps_dir, "users"), USER_ID,
+                            USER_IDX, storage)
+        products = pool.submit(update_id_map, spark, events, join(maps_dir, "products"),
+                               PRODUCT_ID, PRODUCT_IDX, storage)
         return users.result(), products.result()
 
 
@@ -222,8 +236,10 @@ class Prepared:
     pairs: DataFrame
 
 
-def prepare(spark: SparkSession, events: DataFrame, maps_dir: Path) -> Prepared:
-    """Integer ids first (the maps from the events' ids), then the pairs by integer id."""
-    user_map, product_map = update_id_maps(spark, events, maps_dir)
-    return Prepared((user_map, product_map),
-                    pairs_by_user(attach_indices(events, user_map, product_map)))
+def prepare(spark: SparkSession, events: DataFrame, maps_dir: str | Path,
+            storage: Storage | None = None, explicit_ratings: bool = False) -> Prepared:
+    """Integer ids first (the maps from the events' ids), then the pairs by integer id
+    (aggregate_indexed_pairs says what `explicit_ratings` changes)."""
+    user_map, product_map = update_id_maps(spark, events, maps_dir, storage)
+    return Prepared((user_map, product_map), pairs_by_user(
+        attach_indices(events, user_map, product_map), explicit_ratings))

@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 from pyspark.ml.recommendation import ALSModel
@@ -23,6 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from recsys_contract.runs import Candidate, Selection
+from spark_app.storage import Storage, join
 from spark_app.training.evaluate import held_label
 from spark_app.training.recommend import rank_popular
 from spark_app.training.scoring import evaluation_of, item_vectors, score_users, user_vectors
@@ -104,18 +104,17 @@ def _validation_pairs(lists: DataFrame) -> int:
     return int(lists.agg(F.sum(F.size(HELD_PRODUCTS))).first()[0] or 0)
 
 
-def save_choice(state: Path, run_id: str, als: AlsSettings) -> None:
+def save_choice(storage: Storage, state: str, run_id: str, als: AlsSettings) -> None:
     """Record the chosen settings for the runs that reuse them (replaced atomically)."""
-    state.mkdir(parents=True, exist_ok=True)
-    tmp = state / f".{CHOICE_FILE}.tmp"
-    tmp.write_text(json.dumps({"run_id": run_id, "als": asdict(als)}, indent=1))
-    tmp.replace(state / CHOICE_FILE)
+    storage.mkdirs(state)
+    storage.write_atomic(join(state, CHOICE_FILE),
+                         json.dumps({"run_id": run_id, "als": asdict(als)}, indent=1))
 
 
-def load_choice(state: Path) -> tuple[str, AlsSettings] | None:
+def load_choice(storage: Storage, state: str) -> tuple[str, AlsSettings] | None:
     """(run id, settings) of the last choice, or None."""
-    path = state / CHOICE_FILE
-    if not path.is_file():
+    text = storage.read_text(join(state, CHOICE_FILE))
+    if text is None:
         return None
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = json.loads(text)
     return data["run_id"], AlsSettings(**data["als"])

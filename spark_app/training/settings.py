@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from recsys_contract.config import AppConfig
@@ -44,8 +43,8 @@ class SelectionSettings:
 class RunSettings:
     """Everything a run needs to know, and the parameters its manifest records."""
 
-    results: Path
-    state: Path
+    results: str  # a URI or a plain local path (spark_app/storage.py)
+    state: str
     topic: str
     window_events: int
     split: SplitSettings
@@ -69,8 +68,8 @@ class RunSettings:
     def from_config(cls, cfg: AppConfig) -> RunSettings:
         e, r, g = cfg.evaluation, cfg.recommend, cfg.graph
         return cls(
-            results=Path(cfg.paths.results).resolve(),
-            state=Path(cfg.paths.state).resolve(),
+            results=cfg.paths.results,
+            state=cfg.paths.state,
             topic=cfg.kafka.topic,
             window_events=cfg.training.window_events,
             split=SplitSettings(e.split, e.test_fraction, e.seed, cfg.als.implicit_prefs),

@@ -31,13 +31,15 @@ def test_demo_publishes_two_runs_and_a_restart_continues_without_duplicates(spar
     options = DemoOptions(events=2_500, threshold=1_000, rate=2_500, users=300, products=80,
                           partitions=2, kafka_home=tmp_path / "kafka", kafka_port=None,
                           state=tmp_path / "state", results=tmp_path / "results",
-                          logs=tmp_path / "logs", timeout=600)
+                          logs=tmp_path / "logs", timeout=600, serve_port=None)
     first = run_demo(options)
     latest = first.latest
     edges = pd.read_csv(latest / "edges.csv")
     vertices = pd.read_csv(latest / "vertices.csv")
     report = first.report.read_text()
     first_view = (first.runs_after, len(published_runs(options.results)),
+                  first.served["run_id"] == latest.name
+                  and first.served["source"] in ("model", "fold_in"),
                   set(edges.columns) >= {"src", "dst", "score", "rank"},
                   set(vertices["type"]) == {"user", "product"},
                   "graph.png" in report and (first.report.parent / "graph.png").exists())
@@ -49,7 +51,8 @@ def test_demo_publishes_two_runs_and_a_restart_continues_without_duplicates(spar
     ids = stored.select(S.EVENT_ID)
     assert (first_view, second.runs_after, ids.count(), ids.distinct().count(),
             ledger.total_valid + ledger.total_quarantined) == (
-        (2, 2, True, True, True), 4, ledger.total_valid, ledger.total_valid, 2 * options.events)
+        (2, 2, True, True, True, True), 4, ledger.total_valid, ledger.total_valid,
+        2 * options.events)
 
 
 @pytest.fixture

@@ -77,20 +77,7 @@ def send(bootstrap: str, topic: str, values: list[bytes | None]) -> None:
 
 def processor_for(cfg: AppConfig) -> BatchProcessor:
     """The job's batch handler and trainer, wired from `cfg` as spark_app/main.py does."""
-    return BatchProcessor(
-        BatchSettings(
-            max_message_bytes=cfg.stream.max_message_bytes,
-            quarantine_max_bytes=cfg.stream.quarantine_max_bytes,
-            max_quantity=cfg.stream.max_quantity,
-            max_future_seconds=cfg.stream.max_future_seconds,
-            min_timestamp=cfg.stream.min_instant, threshold=cfg.training.threshold,
-            window_events=cfg.training.window_events,
-            max_wait_seconds=cfg.training.max_wait_seconds,
-            events_dir=cfg.paths.state / "events",
-            quarantine_dir=cfg.paths.results / "quarantine", state_dir=cfg.paths.state,
-        ),
-        trainer_for(cfg),
-    )
+    return BatchProcessor(BatchSettings.from_config(cfg), trainer_for(cfg))
 
 
 def test_hostile_records_on_a_real_broker(spark, kafka, tmp_path: Path) -> None:
@@ -100,7 +87,7 @@ def test_hostile_records_on_a_real_broker(spark, kafka, tmp_path: Path) -> None:
     topic = "fuzz"
     create_topic(kafka.bootstrap_servers, topic, partitions=1)  # offset = position in `records`
     cfg = load_config(job_config(tmp_path, kafka.bootstrap_servers, topic, len(valid)))
-    state, results = cfg.paths.state, cfg.paths.results
+    state, results = Path(cfg.paths.state), Path(cfg.paths.results)
     half = len(records) // 2
     send(kafka.bootstrap_servers, topic, [r.value for r in records[:half]])
     processor = processor_for(cfg)

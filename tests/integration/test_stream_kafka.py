@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from infra.wait import wait_until
+from recsys_contract.config import load_config
 from spark_app import schema as S
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.job import StopFlag, kafka_stream, run_query
@@ -26,13 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def settings(tmp_path: Path, threshold: int) -> BatchSettings:
-    return BatchSettings(
-        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
-        max_future_seconds=3600,
-        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold, window_events=0,
-        max_wait_seconds=0, events_dir=tmp_path / "events",
-        quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",
-    )
+    cfg = load_config(overrides=[f"training.threshold={threshold}"])
+    return replace(BatchSettings.from_config(cfg), events_dir=tmp_path / "events",
+                   quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state")
 
 
 def stream_of(spark, kafka, topic: str, per_trigger: int = 0):

@@ -16,7 +16,7 @@ from spark_app.stream.validate import classify
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 KAFKA_MS = parse_instant_ms("2026-11-27T10:00:00Z")
 LIMITS = Limits(max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
-                min_timestamp=datetime(2000, 1, 1, tzinfo=UTC))
+                min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), rating_range=(0.5, 5.0))
 GOOD = {"event_id": "e1", "user_id": "u1", "product_id": "p1", "quantity": 2,
         "timestamp": "2026-11-27T09:00:00Z", "price": 9.5}
 
@@ -63,6 +63,7 @@ def test_the_servers_checks_give_every_record_the_jobs_reason(spark) -> None:
     job = {row[S.KAFKA_OFFSET]: row[S.REASON] for row in classify(
         raw, max_message_bytes=LIMITS.max_message_bytes, max_quantity=LIMITS.max_quantity,
         max_future_seconds=LIMITS.max_future_seconds, min_timestamp=LIMITS.min_timestamp,
+        rating_range=LIMITS.rating_range,
     ).select(S.KAFKA_OFFSET, S.REASON).collect()}
     server = {offset: classify_record(value, KAFKA_MS, LIMITS)[0]
               for offset, value in enumerate(values)}

@@ -110,7 +110,7 @@ def test_every_hostile_record_gets_its_reason(spark) -> None:
         "value binary, topic string, partition int, offset long, timestamp timestamp",
     )
     limits = dict(max_message_bytes=10_000, max_quantity=1000, max_future_seconds=3600,
-                  min_timestamp=datetime(2000, 1, 1, tzinfo=UTC))
+                  min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), rating_range=(0.0, 5.0))
     got = {row[0]: row[1] for row in classify(raw, **limits)
            .select(S.KAFKA_OFFSET, S.REASON).collect()}
     wrong = {r.kind: (r.expected_reason, got[offset]) for offset, r in enumerate(records)

@@ -26,6 +26,7 @@ from recsys_contract.events import (
     PRICE,
     PRODUCT_ID,
     QUANTITY,
+    RATING,
     REQUIRED_FIELDS,
     TIMESTAMP,
     USER_ID,
@@ -91,6 +92,9 @@ def problems(raw: bytes) -> list[str]:
     price = event.get(PRICE)
     if price is not None and (type(price) not in (int, float) or price < 0):
         found.append(Reason.PRICE_INVALID)
+    rating = event.get(RATING)
+    if rating is not None and (type(rating) not in (int, float) or not 0 <= rating <= 5):
+        found.append(Reason.RATING_INVALID)
     return found
 
 
@@ -465,3 +469,17 @@ def test_cli_writes_the_planted_truth(tmp_path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     expected = json.loads(json.dumps(SalesGenerator(config()).truth.to_dict()))
     assert json.loads(out.read_text()) == expected
+
+
+def test_the_producer_takes_its_defaults_from_the_jobs_settings_file(tmp_path) -> None:
+    from producer.cli import build_parser, with_settings
+
+    settings = tmp_path / "job.yaml"
+    settings.write_text("kafka: {bootstrap_servers: '127.0.0.1:19092', topic: orders}\n"
+                        "stream: {max_message_bytes: 500}\n")
+    from_file = with_settings(build_parser().parse_args(["--config", str(settings)]))
+    flagged = with_settings(build_parser().parse_args(["--config", str(settings),
+                                                       "--topic", "other"]))
+    assert (from_file.bootstrap_servers, from_file.topic, from_file.connect_timeout,
+            from_file.stream.max_message_bytes, flagged.topic) == (
+        "127.0.0.1:19092", "orders", 15.0, 500, "other")

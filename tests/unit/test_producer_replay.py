@@ -15,7 +15,15 @@ from producer.errors import ReplayFormatError
 from producer.hostile import hostile_records
 from producer.replay import ColumnMapping, ReplayTable, forecast_quarantine, read_replay
 from producer.timefmt import parse_instant_ms
-from recsys_contract.events import EVENT_ID, PRICE, PRODUCT_ID, QUANTITY, TIMESTAMP, USER_ID
+from recsys_contract.events import (
+    EVENT_ID,
+    PRICE,
+    PRODUCT_ID,
+    QUANTITY,
+    RATING,
+    TIMESTAMP,
+    USER_ID,
+)
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "replay_small.csv"
 MAPPING = ColumnMapping(
@@ -70,9 +78,10 @@ def test_columns_are_mapped_to_event_fields(events: list[dict]) -> None:
         EVENT_ID: "replay_small-10",
         USER_ID: "C-21",
         PRODUCT_ID: "SKU-2",
-        QUANTITY: 5,
+        QUANTITY: 1,
         TIMESTAMP: "2024-03-04T08:00:00.000Z",
         PRICE: 12.0,
+        RATING: 5.0,
     }
 
 
@@ -80,10 +89,11 @@ def test_ids_are_stripped_strings(events: list[dict]) -> None:
     assert {e[USER_ID] for e in events} == {"C-3", "C-5", "C-8", "C-12", "C-17", "C-21", "C-30"}
 
 
-def test_ratings_become_quantity_rounded_half_up_at_least_one(events: list[dict]) -> None:
-    quantity = {e[EVENT_ID]: e[QUANTITY] for e in events}
-    picked = {row: quantity[f"replay_small-{row}"] for row in (0, 2, 4, 5, 12, 1)}
-    assert picked == {0: 5, 2: 3, 4: 1, 5: 4, 12: 2, 1: 3}
+def test_ratings_are_carried_exactly_with_quantity_one(events: list[dict]) -> None:
+    # Issue 23: the half-star of 4.5 and 2.5 is kept (it used to be rounded into quantity).
+    sent = {e[EVENT_ID]: (e[RATING], e[QUANTITY]) for e in events}
+    assert {row: sent[f"replay_small-{row}"] for row in (0, 1, 2)} == {
+        0: (4.5, 1), 1: (3.0, 1), 2: (2.5, 1)}
 
 
 def test_timestamps_never_go_back(events: list[dict]) -> None:
@@ -276,7 +286,7 @@ def test_the_job_settings_file_is_used_for_the_check(
 ) -> None:
     job = tmp_path / "job.yaml"
     job.write_text('stream:\n  min_timestamp: "1970-01-01T00:00:00Z"\n')
-    code = main([*yearly_csv(tmp_path, 1980, 2010), "--job-config", str(job)])
+    code = main([*yearly_csv(tmp_path, 1980, 2010), "--config", str(job)])
     assert (code, _logged(caplog)) == (0, "")
 
 

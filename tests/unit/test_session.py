@@ -39,3 +39,9 @@ def test_the_session_uses_8_mb_memory_pages(spark) -> None:
     # driver 64 MB, which filled the old generation and cost a full GC per training cycle.
     env = spark.sparkContext._jvm.org.apache.spark.SparkEnv.get()
     assert env.memoryManager().pageSizeBytes() == 8 * 1024 * 1024
+
+
+def test_a_local_master_schedules_without_locality_waits(spark) -> None:
+    # One executor: a task set mixing cached blocks and HDFS blocks otherwise could leave a
+    # task unscheduled for ever (the local backend offers cores only when a task ends).
+    assert spark.sparkContext.getConf().get("spark.locality.wait") == "0"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 import pytest
 
+from recsys_contract.config import load_config
 from spark_app import schema as S
 from spark_app.errors import StoreFormatError
 from spark_app.stream.batch import BatchProcessor, BatchSettings
@@ -17,14 +19,13 @@ from spark_app.stream.store import SplitCount, read_events, split_bases
 KAFKA_TIME = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
 
 
-def settings(tmp_path, threshold=10, window=0, max_wait=0.0) -> BatchSettings:
-    return BatchSettings(
-        max_message_bytes=10_000, quarantine_max_bytes=10_000, max_quantity=1000,
-        max_future_seconds=3600,
-        min_timestamp=datetime(2000, 1, 1, tzinfo=UTC), threshold=threshold,
-        window_events=window, max_wait_seconds=max_wait, events_dir=tmp_path / "events",
-        quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state",
-    )
+def settings(tmp_path, threshold=10, window=0, max_wait=0.0, catch_up="exact") -> BatchSettings:
+    cfg = load_config(overrides=[f"training.threshold={threshold}",
+                                 f"training.window_events={window}",
+                                 f"training.max_wait_seconds={float(max_wait)}",
+                                 f"training.catch_up={catch_up}"])
+    return replace(BatchSettings.from_config(cfg), events_dir=tmp_path / "events",
+                   quarantine_dir=tmp_path / "quarantine", state_dir=tmp_path / "state")
 
 
 def batch(spark, start: int, n: int, partitions: int = 2, bad_every: int = 0):
@@ -61,6 +62,17 @@ def test_one_batch_crossing_two_thresholds_starts_two_runs(spark, tmp_path):
     processor.process(batch(spark, 0, 25), 0)
     assert (trainer.runs, processor.ledger.total_valid - processor.ledger.trained_through) == (
         [(1, 10), (2, 20)], 5)
+
+
+def test_a_backlog_crossing_three_cuts_trains_once_at_the_latest_when_catching_up(
+    spark, tmp_path
+):
+    trainer = Recorder()
+    processor = BatchProcessor(settings(tmp_path, catch_up="latest"), trainer)
+    processor.process(batch(spark, 0, 35), 0)
+    ledger = load_ledger(tmp_path / "state")
+    assert (trainer.runs, [(t.cut, t.skipped_cuts) for t in ledger.trainings],
+            ledger.trained_through) == ([(1, 30)], [(30, (10, 20))], 30)
 
 
 def test_replayed_batch_is_not_counted_or_stored_twice(spark, tmp_path):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from recsys_contract.config import load_config
+from spark_app.errors import InvalidConfigError
 from spark_app.stream.threshold import (
+    due_cuts,
     events_until_next_run,
     max_wait_due,
     threshold_cuts,
@@ -25,6 +28,25 @@ from spark_app.stream.threshold import (
 )
 def test_threshold_cuts(trained_through, total_valid, threshold, cuts):
     assert threshold_cuts(trained_through, total_valid, threshold) == cuts
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "trained_through", "total_valid", "expected"),
+    [
+        ("exact", 0, 50_000, ([10_000, 20_000, 30_000, 40_000, 50_000], [])),
+        # a 50k backlog at threshold 10k: one run, at the latest cut; the others skipped
+        ("latest", 0, 50_000, ([50_000], [10_000, 20_000, 30_000, 40_000])),
+        ("latest", 10_000, 25_000, ([20_000], [])),  # one cut: nothing to skip
+        ("latest", 10_000, 19_999, ([], [])),
+    ],
+)
+def test_due_cuts_per_catch_up_mode(catch_up, trained_through, total_valid, expected):
+    assert due_cuts(trained_through, total_valid, 10_000, catch_up) == expected
+
+
+def test_an_unknown_catch_up_mode_is_refused_by_its_key():
+    with pytest.raises(InvalidConfigError, match="training.catch_up"):
+        load_config(overrides=["training.catch_up=fastest"])
 
 
 def test_threshold_must_be_positive():

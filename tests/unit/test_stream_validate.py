@@ -30,6 +30,7 @@ LIMITS = dict(
     max_quantity=1000,
     max_future_seconds=3600,
     min_timestamp=datetime(2000, 1, 1, tzinfo=UTC),
+    rating_range=(0.5, 5.0),
 )
 GOOD = {"event_id": "e1", "user_id": "u1", "product_id": "p1", "quantity": 2,
         "timestamp": "2026-11-27T09:00:00Z", "price": 9.5}
@@ -142,6 +143,30 @@ def test_parse_edge_cases_get_their_reason(spark):
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
+# Issue 23: the optional rating, a finite number within stream.min_rating..max_rating.
+RATING_CASES: list[tuple[str, str | None]] = [
+    (with_(rating=4.5), None),
+    (with_(rating=0.5), None),  # the bounds are in the range
+    (with_(rating=5), None),  # an integer is a number
+    (with_(rating=None), None),  # null: no rating
+    (with_(price=...)[:-1] + ', "rating": NaN}', Reason.MALFORMED_JSON),  # not JSON at all
+    (with_(price=...)[:-1] + ', "rating": 1e400}', Reason.RATING_INVALID),
+    (with_(rating=5.01), Reason.RATING_INVALID),
+    (with_(rating=0.0), Reason.RATING_INVALID),
+    (with_(rating="4.5"), Reason.RATING_INVALID),
+    (with_(rating=[4]), Reason.RATING_INVALID),
+]
+
+
+def test_a_rating_is_carried_exactly_and_a_bad_one_is_quarantined(spark):
+    raw = kafka_records(spark, RATING_CASES)
+    got = classify(raw, **LIMITS).select(S.KAFKA_OFFSET, S.REASON, S.RATING).collect()
+    assert sorted((r[0], r[1], r[2]) for r in got if r[1] is None) == [
+        (0, None, 4.5), (1, None, 0.5), (2, None, 5.0), (3, None, None)]
+    assert sorted((r[0], r[1]) for r in got) == [
+        (offset, reason) for offset, (_, reason) in enumerate(RATING_CASES)]
+
+
 def test_price_beyond_a_double_blank_ids_and_a_blank_event_id_are_quarantined(spark):
     limits = {**LIMITS, "max_message_bytes": 10_000}  # room for a 400-digit price
     actual = classify(kafka_records(spark, GAP_CASES), **limits).select(S.KAFKA_OFFSET, S.REASON)
@@ -184,10 +209,10 @@ def test_valid_events_are_typed_and_complete(spark, raw):
     t9 = datetime(2026, 11, 27, 9, 0, 0)
     expected = spark.createDataFrame(
         [
-            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 0),
-            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 1),
-            ("sales-0-2", "u1", "p1", 2, t9, None, "sales", 0, 2),
-            ("e1", "u1", "p1", 2, datetime(2026, 11, 27, 9, 30), 9.5, "sales", 0, 3),
+            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 0, None),
+            ("e1", "u1", "p1", 2, t9, 9.5, "sales", 0, 1, None),
+            ("sales-0-2", "u1", "p1", 2, t9, None, "sales", 0, 2, None),
+            ("e1", "u1", "p1", 2, datetime(2026, 11, 27, 9, 30), 9.5, "sales", 0, 3, None),
         ],
         S.EVENT_SCHEMA,
     )

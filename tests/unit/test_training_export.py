@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from recsys_contract.runs import EventCounts, KafkaSpan, Manifest, Metrics
-from spark_app.training.export import CSV_OPTIONS, RunDraft, csv_header, write_csv
+from spark_app.storage import Storage
+from spark_app.training.export import CSV_OPTIONS, RunDraft, csv_header, point_latest, write_csv
+from tests.run_paths import local, read_latest
 
 METRICS = Metrics(k=10, split="random", test_users=1, model={}, baseline={},
                   accept_metric="ndcg_at_k", accept_margin=0.0, accepted=True)
@@ -63,8 +65,19 @@ def test_a_draft_publishes_every_file_it_started(spark, tmp_path: Path) -> None:
     with RunDraft(tmp_path, "run-1") as draft:
         draft.write_csv("edges.csv", df)
         path = draft.publish(METRICS, MANIFEST)
-    assert sorted(p.name for p in path.iterdir()) == [
+    assert sorted(p.name for p in local(path).iterdir()) == [
         "edges.csv",
         "manifest.json",
         "metrics.json",
     ]
+
+
+def test_latest_is_a_pointer_file_that_replaces_an_old_symlink(spark, tmp_path: Path) -> None:
+    (tmp_path / "runs" / "run-1").mkdir(parents=True)
+    (tmp_path / "runs" / "run-2").mkdir(parents=True)
+    (tmp_path / "latest").symlink_to(Path("runs") / "run-1")
+    before = read_latest(tmp_path)
+    point_latest(Storage(spark), str(tmp_path), "run-2")
+    pointer = tmp_path / "latest"
+    assert (before, pointer.is_symlink(), pointer.read_text(), read_latest(tmp_path)) == (
+        "run-1", False, "run-2\n", "run-2")

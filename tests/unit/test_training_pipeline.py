@@ -14,17 +14,16 @@ from pyspark.sql import functions as F
 
 from recsys_contract.config import AppConfig, load_config
 from spark_app.schema import PRODUCT_ID, USER_ID
+from spark_app.storage import Storage
+from spark_app.stream.ledger import Ledger, TrainingRecord
+from spark_app.stream.trainers import als_trainer
 from spark_app.training import TrainingOutcome, run_training
 from spark_app.training import export as export_module
 from spark_app.training import pipeline as pipeline_module
-from spark_app.training.export import (
-    RunDraft,
-    clean_stale_tmp,
-    latest_run_id,
-    point_latest,
-)
+from spark_app.training.export import RunDraft, clean_stale_tmp, point_latest
 from spark_app.training.pipeline import warm_python_workers
 from spark_app.training.scoring import Evaluation
+from tests.run_paths import local, read_latest
 from tests.training_data import events_df, planted_events, rated_events, uniform_events
 
 RUN_FILES = [
@@ -50,19 +49,19 @@ def _counts(rows: list[tuple]) -> dict[str, int]:
     return {"training_set": len(rows), "total_valid": len(rows), "new_since_last_run": len(rows)}
 
 
-def _previous_run(results: Path) -> None:
+def _previous_run(spark, results: Path) -> None:
     """A published run that `latest` points at before the run under test."""
     (results / "runs" / "20260101T000000Z-000001").mkdir(parents=True)
-    point_latest(results, "20260101T000000Z-000001")
+    point_latest(Storage(spark), str(results), "20260101T000000Z-000001")
 
 
 def _latest(results: Path) -> Path:
-    return results / "runs" / str(latest_run_id(results))
+    return results / "runs" / str(read_latest(results))
 
 
 def _visible(results: Path) -> tuple[list[str], str | None]:
     runs = sorted(p.name for p in (results / "runs").iterdir() if not p.name.startswith("."))
-    return runs, latest_run_id(results)
+    return runs, read_latest(results)
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +113,12 @@ def test_beyond_accuracy_figures_describe_the_served_lists(planted) -> None:
 
 def test_accepted_run_holds_every_file_of_the_format(planted) -> None:
     _, outcome, _ = planted
-    assert sorted(p.name for p in outcome.path.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in local(outcome.path).iterdir()) == RUN_FILES
 
 
 def test_latest_points_at_the_published_run(planted) -> None:
     results, outcome, _ = planted
-    assert latest_run_id(results) == outcome.run_id == outcome.path.name
+    assert read_latest(results) == outcome.run_id == local(outcome.path).name
 
 
 def test_csv_headers_follow_the_run_format(planted) -> None:
@@ -200,8 +199,8 @@ def test_a_run_rejected_by_rmse_is_recorded_with_its_reason(spark, tmp_path):
     outcome = run_training(spark, events_df(spark, rows),
                            _config(tmp_path, *EXPLICIT, "evaluation.rmse_margin=0.9"),
                            sequence=1, event_counts=_counts(rows))
-    recorded = json.loads((outcome.path / "manifest.json").read_text())["reason"]
-    assert (outcome.accepted, outcome.path.parent.name, recorded) == (
+    recorded = json.loads((local(outcome.path) / "manifest.json").read_text())["reason"]
+    assert (outcome.accepted, local(outcome.path).parent.name, recorded) == (
         False, "rejected", outcome.reason)
     assert recorded.startswith("model rmse ") and "> bias baseline" in recorded
 
@@ -210,7 +209,7 @@ def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> N
     # The verdict is real (decide); fit and evaluation are stubbed to a model that lost.
     rows = planted_events(users=30, products=20, events_per_user=5)
     results = tmp_path / "results"
-    _previous_run(results)
+    _previous_run(spark, results)
     lost = Evaluation(test_users=30, rmse_pairs=40, model={"ndcg_at_k": 0.05},
                       baseline={"ndcg_at_k": 0.10})
     monkeypatch.setattr(pipeline_module, "fit", lambda *a, **k: None)
@@ -229,10 +228,10 @@ def test_rejected_run_leaves_latest_unchanged(spark, tmp_path, monkeypatch) -> N
 
 def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path, monkeypatch):
     _, outcome, _ = planted
-    model = ALSModel.load(str(outcome.path / "model"))
+    model = ALSModel.load(outcome.path + "/model")
     table = spark.createDataFrame([("u:1", 1)], "id string, n int")
     results = tmp_path / "results"
-    _previous_run(results)
+    _previous_run(spark, results)
     before = _visible(results)
 
     def crash(*_args: object, **_kwargs: object) -> None:
@@ -248,10 +247,10 @@ def test_crash_mid_export_leaves_no_visible_partial_run(spark, planted, tmp_path
     assert _visible(results) == before
 
 
-def test_next_run_removes_stale_partial_runs(tmp_path) -> None:
+def test_next_run_removes_stale_partial_runs(spark, tmp_path) -> None:
     (tmp_path / ".tmp-20260101T000000Z-000003" / "model").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
-    clean_stale_tmp(tmp_path)
+    clean_stale_tmp(Storage(spark), str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["runs"]
 
 
@@ -269,11 +268,12 @@ def test_a_refit_run_gives_the_same_graph_shape(spark, planted, tmp_path):
         spark, events_df(spark, rows), _config(tmp_path, "evaluation.refit_on_all_pairs=true"),
         sequence=2, event_counts=_counts(rows),
     )  # fmt: skip
-    edges = spark.read.option("header", True).csv(str(outcome.path / "edges.csv"))
+    edges = spark.read.option("header", True).csv(outcome.path + "/edges.csv")
     bought = events_df(spark, rows).select(
         F.concat(F.lit("u:"), USER_ID).alias("src"), F.concat(F.lit("p:"), PRODUCT_ID).alias("dst")
     )
-    assert (outcome.accepted, sorted(p.name for p in outcome.path.iterdir())) == (True, RUN_FILES)
+    assert (outcome.accepted, sorted(p.name for p in local(outcome.path).iterdir())) == (
+        True, RUN_FILES)
     assert {key: getattr(outcome.metrics.graph, key) for key in ("vertices", "edges", "users")} == {
         key: getattr(default.metrics.graph, key) for key in ("vertices", "edges", "users")
     }
@@ -300,3 +300,20 @@ def test_a_second_cycle_reuses_the_first_cycles_generated_code(spark, tmp_path) 
         )
         compiled.append(codegen.METRIC_COMPILATION_TIME().getCount() - before)
     assert compiled[1] < 50, compiled
+
+
+def test_a_sequence_published_before_a_crash_is_recorded_not_published_again(spark, tmp_path):
+    # Killed after the run's rename into runs/, before `latest` moved and the ledger recorded
+    # it: the restart runs the pending sequence again, which must find the published run.
+    rows = planted_events(users=40, products=24, events_per_user=6)
+    train = als_trainer(_config(tmp_path))
+    record = TrainingRecord(sequence=1, cut=len(rows), first_seq=0, trigger="threshold")
+    ledger = Ledger(total_valid=len(rows), pending_training=record)
+    first = train(events_df(spark, rows), record, ledger)
+    results = tmp_path / "results"
+    (results / "latest").unlink(missing_ok=True)
+    again = train(events_df(spark, rows), record, ledger)
+    folders = sorted(p.name for kind in ("runs", "rejected") if (results / kind).is_dir()
+                     for p in (results / kind).iterdir())
+    latest = first[0] if first[1] else None
+    assert (again, folders, read_latest(results)) == (first, [first[0]], latest)

@@ -45,7 +45,7 @@ T2 = datetime(2026, 11, 27, 12, 0, 0)
 
 
 def _event(i: int, user: str, product: str, quantity: int, when: datetime) -> tuple:
-    return (f"e{i}", user, product, quantity, when, None, "sales", 0, i)
+    return (f"e{i}", user, product, quantity, when, None, "sales", 0, i, None)
 
 
 NAMED_PAIRS = (
@@ -201,3 +201,16 @@ def test_side_lists_hold_each_users_products_of_both_sides(spark) -> None:
         F.array_sort(HELD_PRODUCTS).alias(HELD_PRODUCTS),
     )  # fmt: skip
     assert_df_equality(in_order, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_explicit_mode_fits_the_mean_rating_where_events_carry_one(spark) -> None:
+    # Pair (1, 10): ratings 4.0 and 5.0; pair (1, 11): no rating, quantity 2 + 1.
+    rows = [(1, 10, 1, T0, 4.0), (1, 10, 1, T1, 5.0), (1, 11, 2, T0, None), (1, 11, 1, T1, None)]
+    events = spark.createDataFrame(
+        rows, "user_idx int, product_idx int, quantity int, event_time timestamp, rating double")
+
+    def ratings(explicit: bool) -> dict[int, float]:
+        pairs = aggregate_indexed_pairs(events, explicit_ratings=explicit).collect()
+        return {r[PRODUCT_IDX]: r["rating"] for r in pairs}
+
+    assert (ratings(True), ratings(False)) == ({10: 4.5, 11: 3.0}, {10: 2.0, 11: 3.0})

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyspark.sql import functions as F
-
 from recsys_contract.config import load_config
 from spark_app.schema import EVENT_SCHEMA, PRODUCT_ID, QUANTITY, USER_ID
 from spark_app.training import run_training
@@ -39,18 +37,19 @@ def test_selection_beats_a_poor_default_on_the_test_split(spark, tmp_path) -> No
             >= fixed.metrics.model["ndcg_at_k"]) == (8, True)
 
 
-def _poisoned(spark, rows, base: Path):
-    """The events with the quantity (explicit mode: the rating) of every held-out pair set
-    absurdly high: the run's test split is changed, its training pairs are not."""
+def _poisoned(spark, rows, base: Path) -> list[tuple]:
+    """The events, in the same order, with the quantity (explicit mode: the rating) of every
+    held-out pair set absurdly high: the run's test split is changed, its training pairs are
+    not (nor the id maps, which number the ids in the order they come)."""
     events = events_df(spark, rows)
     prepared = prepare(spark, events, base / "probe-maps")
     _, test = split_flagged(flag_held_out(prepared.pairs, "random", 0.2, 42))
     user_map, product_map = prepared.maps
-    held = test.join(user_map, "user_idx").join(product_map, "product_idx").select(
-        USER_ID, PRODUCT_ID, F.lit(True).alias("_held"))
-    return (events.join(held, [USER_ID, PRODUCT_ID], "left")
-            .withColumn(QUANTITY, F.when(F.col("_held"), F.lit(1000)).otherwise(F.col(QUANTITY)))
-            .select(*EVENT_SCHEMA.fieldNames()).collect())
+    held = {(r[USER_ID], r[PRODUCT_ID]) for r in test.join(user_map, "user_idx")
+            .join(product_map, "product_idx").select(USER_ID, PRODUCT_ID).collect()}
+    quantity = EVENT_SCHEMA.fieldNames().index(QUANTITY)
+    return [(*row[:quantity], 1000, *row[quantity + 1:]) if (row[1], row[2]) in held else row
+            for row in rows]
 
 
 def test_selection_never_reads_the_test_split(spark, tmp_path) -> None:

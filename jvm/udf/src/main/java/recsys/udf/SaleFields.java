@@ -38,9 +38,10 @@ public final class SaleFields implements UDF1<byte[], Row> {
       "json STRING, "
           + "event_id_type STRING, user_id_type STRING, product_id_type STRING, "
           + "quantity_type STRING, timestamp_type STRING, price_type STRING, "
+          + "rating_type STRING, "
           + "event_id STRING, user_id STRING, product_id STRING, timestamp_text STRING, "
           + "quantity BIGINT, timestamp_millis BIGINT, price DOUBLE, timestamp_micros BIGINT, "
-          + "blank_id STRING";
+          + "blank_id STRING, rating DOUBLE";
 
   /** Values of the {@code json} field: the shape of the whole record. */
   public static final String OBJECT = "object";
@@ -62,19 +63,20 @@ public final class SaleFields implements UDF1<byte[], Row> {
   // Positions in the Row (see SCHEMA).
   private static final int SHAPE = 0;
   private static final String[] FIELDS = {
-    "event_id", "user_id", "product_id", "quantity", "timestamp", "price"
+    "event_id", "user_id", "product_id", "quantity", "timestamp", "price", "rating"
   };
   private static final int TYPES = 1; // FIELDS[i]'s type is at TYPES + i
-  private static final int EVENT_ID = 7;
-  private static final int USER_ID = 8;
-  private static final int PRODUCT_ID = 9;
-  private static final int TIMESTAMP_TEXT = 10;
-  private static final int QUANTITY = 11;
-  private static final int TIMESTAMP_MILLIS = 12;
-  private static final int PRICE = 13;
-  private static final int TIMESTAMP_MICROS = 14;
-  private static final int BLANK_ID = 15;
-  private static final int WIDTH = 16;
+  private static final int EVENT_ID = 8;
+  private static final int USER_ID = 9;
+  private static final int PRODUCT_ID = 10;
+  private static final int TIMESTAMP_TEXT = 11;
+  private static final int QUANTITY = 12;
+  private static final int TIMESTAMP_MILLIS = 13;
+  private static final int PRICE = 14;
+  private static final int TIMESTAMP_MICROS = 15;
+  private static final int BLANK_ID = 16;
+  private static final int RATING = 17;
+  private static final int WIDTH = 18;
 
   private static final JsonFactory JSON =
       JsonFactory.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
@@ -205,7 +207,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
         row[TIMESTAMP_TEXT] = text;
         row[TIMESTAMP_MICROS] = isoInstantMicros(text);
       }
-      default -> { } // a string quantity or price: its type says enough
+      default -> { } // a string quantity, price or rating: its type says enough
     }
   }
 
@@ -248,8 +250,11 @@ public final class SaleFields implements UDF1<byte[], Row> {
 
   private static void keepFloat(int field, JsonParser parser, Object[] row)
       throws java.io.IOException {
-    if (FIELDS[field].equals("price")) row[PRICE] = parser.getDoubleValue();
-    // a float quantity or timestamp: its type says enough
+    switch (FIELDS[field]) {
+      case "price" -> row[PRICE] = parser.getDoubleValue();
+      case "rating" -> row[RATING] = parser.getDoubleValue();
+      default -> { } // a float quantity or timestamp: its type says enough
+    }
   }
 
   private static void keepInteger(int field, JsonParser parser, Object[] row)
@@ -262,6 +267,7 @@ public final class SaleFields implements UDF1<byte[], Row> {
       case "quantity" -> row[QUANTITY] = fits ? parser.getLongValue() : null;
       case "timestamp" -> row[TIMESTAMP_MILLIS] = fits ? parser.getLongValue() : null;
       case "price" -> row[PRICE] = parser.getDoubleValue();
+      case "rating" -> row[RATING] = parser.getDoubleValue();
       default -> { } // an integer id: its type says enough
     }
   }
