@@ -58,7 +58,7 @@ RESTART_EVENTS = 2000
 BAD_SETTING = "--set training.threshold=0"
 RESTART_MAX = 3  # docker-compose.yml: the job's `restart: on-failure:3`
 # One image per role, each built once (podman-compose would build an image once per service).
-BUILD_SERVICES = ("spark-master", "kafka", "producer")
+BUILD_SERVICES = ("spark-master", "kafka", "producer", "api")
 HEALTH_CHECKED = ("kafka", "spark-master", "spark-worker", "job", "api")
 # What the JVM itself prints at every start of spark-submit (Spark adds the module): not the
 # job's output.

@@ -3,10 +3,12 @@ tests/integration/test_compose_stack.py, runs them under Podman)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,7 @@ def test_every_image_is_built_here_from_one_dockerfile_by_role(compose):
     builds = {name: (s["build"]["dockerfile"], s["build"]["target"], s["image"])
               for name, s in compose["services"].items()}
     role = {"kafka": "kafka", "spark-master": "spark", "spark-worker": "spark", "job": "spark",
-            "producer": "app", "api": "app", "report": "app"}
+            "producer": "producer", "api": "app", "report": "app"}
     assert builds == {name: ("docker/Dockerfile", r, f"localhost/recsys-{r}:0.1.0")
                       for name, r in role.items()}
 
@@ -70,11 +72,37 @@ def test_the_dockerfile_requires_the_python_of_pyproject():
     assert re.search(r"^ARG PYTHON_MIN=(\S+)$", dockerfile, re.MULTILINE).group(1) == requires
 
 
-def test_each_role_installs_only_pinned_packages_and_the_app_no_spark():
-    roles = {role: role_requirements(role) for role in ("app", "spark", "kafka")}
+def test_each_role_installs_only_pinned_packages_and_only_spark_has_pyspark():
+    roles = {role: role_requirements(role) for role in ("producer", "app", "spark", "kafka")}
     unpinned = {name for names in roles.values() for name in names} - set(pinned())
-    assert (unpinned, "pyspark" in roles["app"], "pyspark" in roles["spark"]) == (
-        set(), False, True)
+    with_pyspark = {role for role, names in roles.items() if "pyspark" in names}
+    assert (unpinned, with_pyspark) == (set(), {"spark"})
+
+
+def imported_distributions(*packages: str) -> set[str]:
+    """The installed distributions that the packages' modules import (lazy imports included;
+    the standard library and the project's own packages left out)."""
+    own = {"producer", "recsys_contract", "serve", "visualize", "spark_app", "infra"}
+    modules = set()
+    for package in packages:
+        for source in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text())):
+                if isinstance(node, ast.Import):
+                    modules.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - own - {"__future__"}
+    by_module = packages_distributions()
+    return {dist.lower().replace("_", "-") for m in third_party for dist in by_module[m]}
+
+
+@pytest.mark.parametrize(("image", "packages"), [
+    (("producer",), ("producer", "recsys_contract")),
+    (("producer", "app"), ("producer", "recsys_contract", "serve", "visualize")),
+])
+def test_each_python_image_installs_what_its_code_imports(image, packages):
+    installed = {name.replace("_", "-") for role in image for name in role_requirements(role)}
+    assert imported_distributions(*packages) - installed == set()
 
 
 def test_the_job_runs_scripts_submit_on_the_master(compose):
