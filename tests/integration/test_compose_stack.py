@@ -176,6 +176,8 @@ def test_a_restart_mid_stream_stores_every_produced_event_once(stack):
         stopped = time.monotonic()
         stack.compose("stop", "-t", "60", "job", timeout=300)
         log.info("the job's container stopped in %.1f s", time.monotonic() - stopped)
+        # SIGTERM reaches the spark-submit JVM (PID 1): a clean stop exits 0 with its line.
+        clean_stop = (stack.state("job")[:2], "stopped (SIGTERM)" in stack.logs("job"))
         stack.compose("start", "job", timeout=300)
         assert producer.wait(timeout=600) == 0, producer.stdout.read()[-2000:]
     finally:
@@ -185,7 +187,8 @@ def test_a_restart_mid_stream_stores_every_produced_event_once(stack):
     produced = sorted(json.loads(v)[EVENT_ID] for v in topic_values(kafka, TOPIC))
     wait_until(lambda: job_alive(stack) and len(stored_event_ids(state)) >= len(produced), 900,
                "the job to store every produced event", 2.0)
-    assert sorted(stored_event_ids(state)) == produced
+    assert (clean_stop, sorted(stored_event_ids(state)) == produced) == (
+        (("exited", 0), True), True), stack.logs("job")[-4000:]
 
 
 def test_a_bad_setting_stops_the_job_with_exit_2_without_a_restart_loop(stack):
