@@ -32,8 +32,9 @@ from typing import Any
 
 from infra.daemon import DEPS_DIR, Daemon, DaemonGroup, Runtime, require_jars
 from infra.errors import ConfigMismatchError, NotStartedError, StorageFormatError
-from infra.ports import HOST, free_ports, port_answers
-from infra.processes import error_summary, read_since
+from infra.java import ensure_java
+from infra.ports import HOST, ensure_ports_free, free_ports, port_answers
+from infra.processes import error_summary, home_lock, read_since, write_pid
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,23 @@ appender.file.policies.size.type = SizeBasedTriggeringPolicy
 appender.file.policies.size.size = 20MB
 appender.file.strategy.type = DefaultRolloverStrategy
 appender.file.strategy.max = 2
+
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+logger.statechange.name = state.change.logger
+logger.statechange.level = warn
+"""
+
+# A broker run in the foreground (a container's main process) logs to its console instead.
+LOG4J2_CONSOLE_PROPERTIES = """\
+# Written by infra/kafka_local.py: a broker in the foreground logs to its console.
+rootLogger.level = info
+rootLogger.appenderRef.console.ref = console
+
+appender.console.type = Console
+appender.console.name = console
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
 
 logger.request.name = kafka.request.logger
 logger.request.level = warn
@@ -324,6 +342,34 @@ class LocalKafka(DaemonGroup):
             KAFKA_MAIN,
             str(daemon.folder / "server.properties"),
         ]
+
+    def foreground_command(self) -> list[str]:
+        """Prepare a one-node home and return its broker's command line, for a process that
+        becomes the broker itself (`scripts/kafka run`, the compose stack's Kafka).
+
+        Configs are written and the storage formatted on the first run only; the pid file names
+        the calling process, which must exec the command so that the pid stays the broker's.
+        The broker logs to its console.
+        """
+        if self.brokers != 1:
+            raise ConfigMismatchError(
+                f"a broker in the foreground is one node; {self.home} holds {self.brokers}")
+        with home_lock(self.home):
+            self.plan()
+            daemon = self.daemons()[0]
+            if self.pid(daemon) is not None:
+                raise ConfigMismatchError(
+                    f"{daemon.label} of {self.home} is already running; stop it first")
+            runtime = self.runtime(ensure_java(self.java))
+            ensure_ports_free(daemon.ports, hint=self.port_hint)
+            self.prepare([daemon], runtime)
+            console = self.home / "log4j2-console.properties"
+            console.write_text(LOG4J2_CONSOLE_PROPERTIES)
+            self._save_state()
+            write_pid(daemon.pid_file, os.getpid())
+        return [f"-Dlog4j2.configurationFile={console}"
+                if arg.startswith("-Dlog4j2.configurationFile=") else arg
+                for arg in self.command(daemon, runtime)]
 
     def _format(self, daemons: list[Daemon], runtime: Runtime) -> None:
         """Format the storage of the nodes (in parallel), with the cluster's id."""

@@ -316,3 +316,35 @@ def test_a_broker_that_dies_during_start_reports_its_log(tmp_path: Path) -> None
     assert message.splitlines()[0].startswith("Kafka node 1 exited during start (exit code 1)")
     assert f"see {log_path}" in message
     assert "Too small maximum heap" in message
+
+
+def test_a_broker_run_in_the_foreground_keeps_its_pid_serves_and_stops_on_sigterm(
+        tmp_path: Path) -> None:
+    """`python -m infra.kafka_cli run`, the compose stack's Kafka: the process becomes the broker
+    (status finds it by its pid file), messages go through, SIGTERM ends it (the JVM's exit
+    code after its shutdown hooks ran: 128 + 15)."""
+    from infra.ports import free_ports, port_answers, port_is_free
+    from tests.kafka_helpers import send_all, topic_values
+
+    port = next(p for p in free_ports(8) if port_is_free(p + 1))
+    home = tmp_path / "kafka"
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "infra.kafka_cli", "run", "--home", str(home), "--port", str(port)],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def serving() -> bool:
+            assert broker.poll() is None, f"the broker exited ({broker.returncode})"
+            return port_answers(port)
+
+        wait_until(serving, 120, "the foreground broker to answer")
+        bootstrap = f"127.0.0.1:{port}"
+        send_all(bootstrap, "fg", [{"n": i} for i in range(10)])
+        received = len(topic_values(bootstrap, "fg"))
+        pid = LocalKafka(home, base_port=port).status()["nodes"][0]["pid"]
+        broker.terminate()
+        code = broker.wait(timeout=60)
+    finally:
+        if broker.poll() is None:
+            broker.kill()
+            broker.wait()
+    assert (pid, received, code) == (broker.pid, 10, 143)
