@@ -4,15 +4,13 @@ as the visualizer reads it). Each source fails alone, with a one-line reason."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from recsys_contract.errors import RunFormatError
+from recsys_contract.logs import quiet_kafka_client
 from recsys_contract.runs import (
     LATEST,
     MANIFEST,
@@ -33,18 +31,6 @@ class SourceError(Exception):
     """A source could not be read; the message is one line."""
 
 
-@contextlib.contextmanager
-def quiet_kafka() -> Iterator[None]:
-    """kafka-python logs every refused connection; the screen says it once, in one line."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def topic_end_offsets(bootstrap_servers: str, topic: str, timeout_seconds: float
                       ) -> dict[str, int]:
     """Partition -> the topic's end offset (the offset the next record will get)."""
@@ -52,7 +38,7 @@ def topic_end_offsets(bootstrap_servers: str, topic: str, timeout_seconds: float
     from kafka.errors import KafkaError
 
     timeout_ms = int(timeout_seconds * 1000)
-    with quiet_kafka():
+    with quiet_kafka_client():
         try:
             consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers.split(","),
                                      bootstrap_timeout_ms=timeout_ms,

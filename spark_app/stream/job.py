@@ -3,16 +3,16 @@ clean stop, one-line failures."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
+from recsys_contract.logs import quiet_kafka_client
 from spark_app.errors import BrokerUnavailableError, TopicMissingError
 from spark_app.stream.batch import BatchProcessor
 from spark_app.stream.failures import describe_failure
@@ -20,19 +20,6 @@ from spark_app.stream.stop import StopFlag
 from spark_app.stream.threshold import events_until_next_run
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def quiet_kafka_client() -> Iterator[None]:
-    """Silence kafka-python while the start checks run: it logs every refused connection and
-    retry (ERROR and WARNING lines) before the check can say in one line what is wrong."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def check_kafka(

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Run in a fresh interpreter where importing pyspark (or the Spark job) fails, as on a machine
 # or in a container without Spark: every module of the producer, the visualizer and the
-# contract imports, the simulator generates events and the visualizer renders a report.
+# contract, the API server and the status screen imports, the simulator generates events and
+# the visualizer renders a report.
 WITHOUT_SPARK = r"""
 import importlib, pkgutil, sys
 from pathlib import Path
@@ -36,7 +37,7 @@ class NoSpark:
         return None
 
 sys.meta_path.insert(0, NoSpark())
-for package in ("recsys_contract", "producer", "visualize"):
+for package in ("recsys_contract", "producer", "visualize", "serve", "status"):
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(module.__path__, package + "."):
         if not info.name.endswith("__main__"):
