@@ -120,6 +120,10 @@ class ServingModel:
         self.popular = [
             (product, score, self.product_row.get(product, -1)) for product, score in data.popular
         ]
+        # Each stored user's last ranked answer and the n it was ranked for: a user's vector and
+        # purchases do not change within a run (a later purchase moves the user to fold_ins),
+        # so a shorter list is a prefix of a longer one and is sliced, not ranked again.
+        self._ranked: dict[int, tuple[int, Answer]] = {}
         self.fold_ins: dict[str, UserState] = {}  # written by the speed layer's thread only
         self.fold_in_events = 0
         self.build_seconds = time.perf_counter() - started
@@ -143,10 +147,18 @@ class ServingModel:
         row = self.user_row.get(user_id)
         if row is None:
             return self.popular_answer(n)
+        cached = self._ranked.get(row)
+        if cached is not None:
+            ranked_for, answer = cached
+            if ranked_for >= n or len(answer.product_ids) < ranked_for:  # all there is
+                return Answer(answer.source, answer.product_ids[:n], answer.scores[:n])
         vector = self.user_vectors[row] if self.has_vector[row] else None
         source = SOURCE_MODEL if row < self.model_users else SOURCE_FOLD_IN
         others = self.bought_others.get(row, frozenset())
-        return self._rank(vector, self._bought(row)[0], others, n, source)
+        answer = self._rank(vector, self._bought(row)[0], others, n, source)
+        answer = Answer(answer.source, answer.product_ids, list(map(float, answer.scores)))
+        self._ranked[row] = (n, answer)
+        return answer
 
     def _rank(
         self,

@@ -109,9 +109,25 @@ def test_a_new_users_purchase_folds_in_a_vector_and_leaves_the_list(tmp_path: Pa
 
 def test_a_known_users_new_purchase_leaves_their_list(tmp_path: Path) -> None:
     model = _model(tmp_path, _tiny())
+    model.recommend("u0", 1)  # ranked once before the purchase: that list must not be served
     model.apply_purchase("u0", "p1", 1)
     answer = model.recommend("u0", 1)
     assert (answer.source, answer.product_ids) == (SOURCE_FOLD_IN, ["p2"])
+
+
+def test_a_users_lists_of_any_length_are_the_ones_ranked_afresh(tmp_path: Path) -> None:
+    """The served model keeps a user's ranked list: shorter ones are its prefix, longer ones
+    are ranked again, and each is what a model that never answered before would say."""
+    factors = Factors(["u0"], np.array([[1.0, 0.5]], dtype=np.float32),
+                      [f"p{i}" for i in range(40)],
+                      np.random.default_rng(3).standard_normal((40, 2)).astype(np.float32),
+                      [("u0", "p0", 1.0)], [("p1", 3)])
+    served = _model(tmp_path / "served", factors)
+    asked = [(n, served.recommend("u0", n)) for n in (10, 3, 25, 39, 50, 10)]
+    fresh = [(n, _model(tmp_path / f"fresh-{i}", factors).recommend("u0", n))
+             for i, (n, _) in enumerate(asked)]
+    assert [(n, a.product_ids, list(a.scores)) for n, a in asked] == [
+        (n, a.product_ids, [float(x) for x in a.scores]) for n, a in fresh]
 
 
 def test_a_purchase_of_a_product_without_factors_leaves_the_popular_list(tmp_path) -> None:
