@@ -68,7 +68,7 @@ def test_dom_has_every_image_and_the_metric_table(report: Rendered, tmp_path: Pa
         assert png_size(report.out_dir / src), src
     text = " ".join(dom.text)
     assert dom.tables >= 1
-    assert "Model vs popularity baseline" in text
+    assert "Model vs baseline" in text
     assert "NDCG@10" in text and "baseline" in text
 
 
