@@ -143,17 +143,18 @@ def _get_json(url: str) -> dict | None:
 
 
 def ask_the_api(api: str, results: Path, server: subprocess.Popen, timeout: float) -> dict:
-    """Wait until the API serves the latest run, then ask it for a user of that run."""
-    _, manifest = latest_manifest(results)
+    """Wait until the API serves the latest run, then ask it for a user of that run. `latest`
+    is read again at every try: a run renamed into runs/ is counted before the pointer moves."""
 
     def ready() -> dict | None:
         if server.poll() is not None:
             raise InfraError(f"the recommendations API exited with {server.returncode}")
         answer = _get_json(f"{api}/runs/latest")
+        _, manifest = latest_manifest(results)
         return answer if answer and answer.get("run_id") == manifest.run_id else None
 
-    wait_until(ready, timeout, f"the recommendations API to serve run {manifest.run_id}")
-    edges = (results / RUNS_DIR / manifest.run_id / EDGES_CSV).open(encoding="utf-8")
+    serving = wait_until(ready, timeout, "the recommendations API to serve the latest run")
+    edges = (results / RUNS_DIR / serving["run_id"] / EDGES_CSV).open(encoding="utf-8")
     user = next(csv.DictReader(edges))[EDGE_SRC].removeprefix(USER_VERTEX_PREFIX)
     answer = _get_json(f"{api}/recommendations/{urllib.parse.quote(user, safe='')}?n=5")
     if answer is None:
