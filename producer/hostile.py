@@ -172,9 +172,9 @@ def _not_strict_json(base: dict[str, Any], text: bytes, rng: random.Random) -> l
     ]
 
 
-def _field_kinds(base: dict[str, Any], now_ms: int, max_message_bytes: int) -> list[Kind]:
+def _field_kinds(base: dict[str, Any], ok_time: str, now_ms: int,
+                 max_message_bytes: int) -> list[Kind]:
     """Events too large, or with a field missing, of the wrong type, blank or out of range."""
-    ok_time = format_timestamp(now_ms - 86_400_000)
     return [
         # --- size
         ("huge", _event(base, pad="x" * 600_000), Reason.OVERSIZED),
@@ -256,7 +256,8 @@ def hostile_records(*, now_ms: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE
     base: dict[str, Any] = {EVENT_ID: "fuzz", USER_ID: "u1", PRODUCT_ID: "p1", QUANTITY: 2,
                             TIMESTAMP: ok_time, PRICE: 9.5}
     text = _json(base)
-    kinds = [*_not_strict_json(base, text, rng), *_field_kinds(base, now_ms, max_message_bytes),
+    kinds = [*_not_strict_json(base, text, rng),
+             *_field_kinds(base, ok_time, now_ms, max_message_bytes),
              *_odd_but_valid(base, ok_time, max_message_bytes)]
     kinds += [
         (f"user_id_blank_U+{ord(c):04X}", _event(base, user_id=c),

@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 from recsys_contract.runs import (
     CREATED_AT_FORMAT,
-    LATEST,
     MANIFEST,
     METRICS,
     REJECTED_DIR,
     RUNS_DIR,
     Manifest,
     Metrics,
-    parse_latest,
 )
 from spark_app.storage import Storage, join
+from spark_app.training.export import latest_run_id
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,5 @@ def read_run(storage: Storage, results: str, run_id: str, accepted: bool) -> Run
 
 def read_latest(storage: Storage, results: str) -> RunFigures | None:
     """The figures of the run `latest` names, or None before the first publication."""
-    text = storage.read_text(join(results, LATEST))
-    run_id = parse_latest(text) if text is not None else None
+    run_id = latest_run_id(storage, results)
     return read_run(storage, results, run_id, accepted=True) if run_id else None

@@ -19,13 +19,14 @@ import yaml
 from infra.ports import free_ports
 from infra.spark_cluster import LocalSparkCluster
 from infra.wait import wait_until
-from recsys_contract.runs import LATEST, REJECTED_DIR, RUNS_DIR, parse_latest
+from recsys_contract.runs import REJECTED_DIR, RUNS_DIR
 from spark_app import schema as S
 from spark_app.failpoints import AFTER_PUBLISH
 from spark_app.failpoints import ENV as FAILPOINT_ENV
 from spark_app.storage import Storage, join
 from spark_app.stream.ledger import Ledger, load_ledger
 from spark_app.stream.store import read_events
+from spark_app.training.export import latest_run_id
 from tests.kafka_helpers import create_topic, sales_event, send_all
 
 pytestmark = pytest.mark.integration
@@ -57,11 +58,6 @@ def job_files_on_local_disk(roots: list[Path]) -> list[str]:
             found += [f"{folder}/{n}" for n in dirs + files
                       if any(marker in n for marker in JOB_FILE_MARKERS)]
     return sorted(found)
-
-
-def latest_of(storage: Storage, results: str) -> str | None:
-    text = storage.read_text(join(results, LATEST))
-    return None if text is None else parse_latest(text)
 
 
 # --- (a) the end-to-end run on the standalone cluster, (c) its report -------------------------
@@ -119,7 +115,7 @@ def test_the_cluster_run_stores_every_event_once_and_publishes_two_complete_runs
     runs = [e for e in storage.list(join(cluster_run.results, RUNS_DIR)) if e.is_dir]
     files = [{e.name for e in storage.list(r.path)} for r in runs]
     assert (stored_ids(spark, cluster_run.state, ledger), len(runs), files,
-            latest_of(storage, cluster_run.results)) == (
+            latest_run_id(storage, cluster_run.results)) == (
         sorted(f"e{i}" for i in range(25_000)), 2, [RUN_FILES, RUN_FILES],
         runs[-1].name if runs else None)
 
@@ -137,7 +133,7 @@ def test_the_visualizer_renders_the_latest_run_from_hdfs(spark, hdfs, cluster_ru
         [str(REPO / "scripts" / "visualize"), "--results", results, "--webhdfs-port",
          str(hdfs.ports.http), "--cache", str(tmp_path / "cache"), "--out",
          str(tmp_path / "report")], capture_output=True, text=True, timeout=300)
-    latest = latest_of(Storage(spark), cluster_run.results)
+    latest = latest_run_id(Storage(spark), cluster_run.results)
     index = tmp_path / "report" / "index.html"
     assert (done.returncode, index.is_file() and latest in index.read_text()) == (0, True), \
         done.stderr[-2000:]
@@ -268,7 +264,7 @@ def test_sigkills_on_hdfs_lose_nothing_and_publish_each_sequence_once(
                               )["sequence"] for kind, names in published.items() for name in names)
     accepted = [t.run_id for t in ledger.trainings if t.accepted]
     assert (stored_ids(spark, state, ledger), sorted(folders),
-            sequences, latest_of(storage, results), watcher.incomplete, len(kills)) == (
+            sequences, latest_run_id(storage, results), watcher.incomplete, len(kills)) == (
         sorted(f"e{i}" for i in range(2 * wave)), sorted(t.run_id for t in ledger.trainings),
         [t.sequence for t in ledger.trainings], accepted[-1] if accepted else None, [], 6)
 
