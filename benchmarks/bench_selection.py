@@ -28,7 +28,8 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from benchmarks.bench_training import local_dir, synthetic_events  # noqa: E402
+from benchmarks.bench_training import local_dir  # noqa: E402
+from spark_app.training.synthetic import synthetic_events  # noqa: E402
 
 log = logging.getLogger("bench_selection")
 WITH, WITHOUT = "with_selection", "without_selection"

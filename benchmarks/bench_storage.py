@@ -31,7 +31,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_ingest import WARMUP_BATCHES, produce
-from benchmarks.bench_training import synthetic_events
 from infra.hdfs_local import LocalHdfs
 from infra.java import use_preferred_java
 from infra.kafka_local import LocalKafka
@@ -41,6 +40,7 @@ from spark_app.storage import join
 from spark_app.stream.batch import BatchProcessor, BatchSettings
 from spark_app.stream.job import StopFlag, kafka_stream, run_query
 from spark_app.training import run_training
+from spark_app.training.synthetic import synthetic_events
 
 log = logging.getLogger("bench_storage")
 

@@ -141,6 +141,7 @@ class TrainingConfig(_Section):
     window_events: int = Field(ge=0)
     runner: Literal["als", "record"]
     catch_up: Literal["exact", "latest"]
+    warmup_events: int = Field(ge=0)
 
 
 class PathsConfig(_Section):

@@ -54,6 +54,7 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
     from spark_app.stream.batch import BatchProcessor, BatchSettings
     from spark_app.stream.job import ProgressLogger, kafka_stream, run_query
     from spark_app.stream.trainers import trainer_for
+    from spark_app.stream.warmup import WarmUp
 
     check_services(cfg, stop)
     if stop.is_set():
@@ -64,6 +65,7 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
         shuffle_partitions=cfg.spark.shuffle_partitions, extra_conf=cfg.spark.extra_conf,
     )
     observer: JobObserver | None = None
+    warmup: WarmUp | None = None
     try:
         stop.install()  # again: the SparkContext replaced the SIGINT handler by its own
         stop.install_jvm(spark.sparkContext._gateway)
@@ -71,10 +73,13 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
         state = storage.check_root(cfg.paths.state, "paths.state")
         results = storage.check_root(cfg.paths.results, "paths.results")
         observer = JobObserver.start(cfg, storage, results)  # status file, metrics endpoint
+        warmup = WarmUp.of(spark, cfg, state, storage)
+        trainer = trainer_for(cfg) if warmup is None else warmup.before(trainer_for(cfg))
         processor = BatchProcessor(BatchSettings.from_config(cfg, state, results),
-                                   stop.guard(trainer_for(cfg)), storage=storage,
-                                   observer=observer)
+                                   stop.guard(trainer), storage=storage, observer=observer)
         observer.started(processor.ledger)
+        if warmup is not None and processor.ledger.pending_training is None:
+            warmup.start()  # a pending run trains at the first batch: nothing to warm
         spark.streams.addListener(
             ProgressLogger(processor, cfg.training.threshold, cfg.stream.progress_every_batches)
         )
@@ -93,6 +98,8 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
                   available_now=cfg.stream.available_now, stop=stop,
                   folders={"paths.state": state, "paths.results": results})
     finally:
+        if warmup is not None:
+            warmup.cancel()  # its jobs, before the session goes
         if observer is not None:
             observer.close()  # the status file says `stopped`, the endpoint closes
         # Before the driver exits, so Spark's listener bus delivers its last events to the
