@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -286,13 +286,41 @@ def _key_check(key: str) -> list[Any]:
     return [Depends(require_key)]
 
 
+class CountParameter:
+    """The `n` query parameter, which the hot routes read themselves: FastAPI's validation of
+    a typed parameter is a large share of such a request's time (benchmarks/RESULTS.md, "API
+    server"). Documented in OpenAPI by `openapi`."""
+
+    def __init__(self, default: int, maximum: int) -> None:
+        self.default, self.maximum = default, maximum
+
+    def __call__(self, request: Request) -> int:
+        raw = request.query_params.get("n")
+        if raw is None:
+            return self.default
+        if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= self.maximum:
+            return int(raw)
+        raise HTTPException(400, f"n: a whole number from 1 to {self.maximum} (got {raw!r})")
+
+    def openapi(self, path_name: str | None = None, path_doc: str = "") -> dict[str, Any]:
+        """The route's parameters for `openapi_extra`: the path's one, if any, and `n`."""
+        parameters: list[dict[str, Any]] = []
+        if path_name is not None:
+            parameters.append({"name": path_name, "in": "path", "required": True,
+                               "description": path_doc, "schema": {"type": "string"}})
+        parameters.append({
+            "name": "n", "in": "query", "required": False,
+            "description": f"how many products (1..{self.maximum})",
+            "schema": {"type": "integer", "minimum": 1, "maximum": self.maximum,
+                       "default": self.default},
+        })
+        return {"parameters": parameters}
+
+
 def _recommendation_routes(server: Server, cfg: AppConfig) -> APIRouter:
     """/recommendations, /similar, /popular and /runs/latest, behind the API key if set."""
     router = APIRouter(dependencies=_key_check(cfg.serve.api_key))
-    max_n, default_n = cfg.serve.max_n, cfg.serve.default_n
-    # `n` as a default value, not an Annotated alias: this module's annotations are strings,
-    # which FastAPI resolves in the module's globals, where a local alias is not.
-    n_query = Query(default_n, ge=1, le=max_n, description=f"how many products (1..{max_n})")
+    count = CountParameter(cfg.serve.default_n, cfg.serve.max_n)
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": Problem, "description": "a bad parameter (e.g. n out of range)"},
         503: {"model": Problem, "description": "no run loaded yet"},
@@ -301,14 +329,14 @@ def _recommendation_routes(server: Server, cfg: AppConfig) -> APIRouter:
         errors[401] = {"model": Problem, "description": f"missing or wrong {API_KEY_HEADER}"}
 
     @router.get("/recommendations/{user_id:path}", response_model=Recommendations,
-                responses=errors, tags=["recommendations"])
-    async def recommendations(
-        user_id: Annotated[str, Path(description="the user's id, URL-encoded; any text")],
-        n: int = n_query,
-    ) -> Response:
+                responses=errors, tags=["recommendations"],
+                openapi_extra=count.openapi("user_id", "the user's id, URL-encoded; any text"))
+    async def recommendations(request: Request) -> Response:
         """The user's top n products, leaving out what they bought. `source`: `model` (the
         run's vector), `fold_in` (purchases after the run's cut folded in) or `popular` (the
         run does not know the user and no purchase of theirs arrived since)."""
+        user_id: str = request.path_params["user_id"]
+        n = count(request)
         model = server.model()
         if not user_id:
             raise HTTPException(400, "user_id must not be empty")
@@ -318,12 +346,12 @@ def _recommendation_routes(server: Server, cfg: AppConfig) -> APIRouter:
 
     @router.get("/similar/{product_id:path}", response_model=Similar,
                 responses={**errors, 404: {"model": Problem, "description": "unknown product"}},
-                tags=["recommendations"])
-    async def similar(
-        product_id: Annotated[str, Path(description="the product's id, URL-encoded")],
-        n: int = n_query,
-    ) -> Response:
+                tags=["recommendations"],
+                openapi_extra=count.openapi("product_id", "the product's id, URL-encoded"))
+    async def similar(request: Request) -> Response:
         """The n products nearest to this one by the cosine of the model's item factors."""
+        product_id: str = request.path_params["product_id"]
+        n = count(request)
         model = server.model()
         answer = model.similar(product_id, n)
         if answer is None:
@@ -332,9 +360,11 @@ def _recommendation_routes(server: Server, cfg: AppConfig) -> APIRouter:
         return _json({"product_id": product_id, "run_id": model.run_id,
                       "items": _items(answer)})
 
-    @router.get("/popular", response_model=Popular, responses=errors, tags=["recommendations"])
-    async def popular(n: int = n_query) -> Response:
+    @router.get("/popular", response_model=Popular, responses=errors, tags=["recommendations"],
+                openapi_extra=count.openapi())
+    async def popular(request: Request) -> Response:
         """The run's most popular products (score: purchase events)."""
+        n = count(request)
         model = server.model()
         answer = model.popular_answer(n)
         return _json({"run_id": model.run_id, "source": answer.source, "items": _items(answer)})
