@@ -220,6 +220,7 @@ class ServeConfig(_Section):
     port: int = Field(ge=1, le=65535)
     default_n: int = Field(gt=0)
     max_n: int = Field(gt=0)
+    rank_ahead_n: int = Field(ge=0)
     reload_poll_seconds: float = Field(gt=0)
     catch_up_seconds: float = Field(ge=0)
     api_key: str

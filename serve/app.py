@@ -129,6 +129,7 @@ class Server:
             self.metrics,
             max_fold_in_users=cfg.serve.fold_in_max_users,
             poll_seconds=cfg.serve.reload_poll_seconds,
+            rank_ahead_n=cfg.serve.rank_ahead_n,
         )
 
     def start(self) -> None:

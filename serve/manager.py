@@ -57,6 +57,7 @@ class RunWatcher:
         *,
         max_fold_in_users: int,
         poll_seconds: float,
+        rank_ahead_n: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
@@ -64,6 +65,7 @@ class RunWatcher:
         self.metrics = metrics
         self.max_fold_in_users = max_fold_in_users
         self.poll_seconds = poll_seconds
+        self.rank_ahead_n = rank_ahead_n
         self.clock = clock
         self.handed: str | None = None  # the run last handed on
         self.refused: dict[str, float] = {}  # run id -> when to try it again
@@ -109,6 +111,11 @@ class RunWatcher:
         self.metrics.reload_seconds.set(time.perf_counter() - started)
         log.info("loaded run %s in %.2f s", run_id, time.perf_counter() - started)
         self.handoff(model)
+        if self.rank_ahead_n:
+            started = time.perf_counter()
+            ranked = model.rank_ahead(self.rank_ahead_n, self._stop)
+            log.info("ranked the top %d of %d users of run %s ahead of requests in %.1f s",
+                     self.rank_ahead_n, ranked, run_id, time.perf_counter() - started)
         return "loaded"
 
     def _loop(self) -> None:

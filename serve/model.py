@@ -16,8 +16,10 @@ factors is still left out of that user's popular answer.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -124,6 +126,11 @@ class ServingModel:
         # purchases do not change within a run (a later purchase moves the user to fold_ins),
         # so a shorter list is a prefix of a longer one and is sliced, not ranked again.
         self._ranked: dict[int, tuple[int, Answer]] = {}
+        # Each stored user's top n ranked ahead of any request (rank_ahead): product rows, -1
+        # past the end of a shorter list, and their scores; rows below `_ahead_rows` are done.
+        self._ahead = np.empty((0, 0), dtype=np.int32)
+        self._ahead_scores = np.empty((0, 0), dtype=np.float32)
+        self._ahead_rows = 0
         self.fold_ins: dict[str, UserState] = {}  # written by the speed layer's thread only
         self.fold_in_events = 0
         self.build_seconds = time.perf_counter() - started
@@ -147,6 +154,12 @@ class ServingModel:
         row = self.user_row.get(user_id)
         if row is None:
             return self.popular_answer(n)
+        if row < self._ahead_rows and n <= self._ahead.shape[1] and self.has_vector[row]:
+            best = self._ahead[row, :n]
+            best = best[best >= 0]
+            return Answer(SOURCE_MODEL if row < self.model_users else SOURCE_FOLD_IN,
+                          [self.product_ids[i] for i in best.tolist()],
+                          self._ahead_scores[row, : len(best)].tolist())
         cached = self._ranked.get(row)
         if cached is not None:
             ranked_for, answer = cached
@@ -168,12 +181,37 @@ class ServingModel:
         n: int,
         source: str,
     ) -> Answer:
-        exclude = bought if self.exclude_purchased else None
         if vector is None:
+            exclude = bought if self.exclude_purchased else None
             return self.popular_answer(n, exclude, others if self.exclude_purchased else None)
+        best, scores = self._best(vector, bought, n)
+        return Answer(source, [self.product_ids[i] for i in best], scores)
+
+    def _best(self, vector: np.ndarray, bought: np.ndarray, n: int) -> tuple[Any, Any]:
+        """The n best product rows for `vector` (purchases left out if so configured), and
+        their scores."""
         scores = vector @ self.items_t
-        best = top_n(scores, n, exclude)
-        return Answer(source, [self.product_ids[i] for i in best], scores[best])
+        best = top_n(scores, n, bought if self.exclude_purchased else None)
+        return best, scores[best]
+
+    def rank_ahead(self, n: int, stop: threading.Event | None = None) -> int:
+        """Rank every stored user's top n before anyone asks (the run watcher's thread calls
+        this after a switch), so that `recommend` reads a list of at most n instead of
+        ranking the catalog: each list is the one `recommend` would rank. Returns the users
+        ranked; `stop` ends it early (the rest are ranked per request, as before)."""
+        users = len(self.user_row)
+        top = np.full((users, n), -1, dtype=np.int32)
+        top_scores = np.zeros((users, n), dtype=np.float32)
+        self._ahead, self._ahead_scores = top, top_scores  # before any row is counted done
+        for row in range(users):
+            if stop is not None and stop.is_set():
+                return row
+            if self.has_vector[row]:
+                best, scores = self._best(self.user_vectors[row], self._bought(row)[0], n)
+                top[row, : len(best)] = best
+                top_scores[row, : len(best)] = scores
+            self._ahead_rows = row + 1
+        return users
 
     def popular_answer(
         self, n: int, exclude: np.ndarray | None = None, others: frozenset[str] | None = None

@@ -170,6 +170,15 @@ def test_only_servable_runs_replace_the_served_one(tmp_path: Path) -> None:
         first, first, last)
 
 
+def test_a_loaded_run_has_every_users_list_ranked_ahead(tmp_path: Path) -> None:
+    manager = ModelManager(ServeMetrics())
+    watcher = RunWatcher(open_results(tmp_path), manager.swap, ServeMetrics(),
+                         max_fold_in_users=10, poll_seconds=1, rank_ahead_n=4)
+    publish_run(tmp_path, 1, random_factors(20, 15))
+    watcher.check()
+    assert manager.current._ahead_rows == len(manager.current.user_row)
+
+
 # --- no Spark ------------------------------------------------------------------------------------
 
 WITHOUT_SPARK = r"""
@@ -210,3 +219,20 @@ def test_a_runs_cut_comes_from_the_manifest_else_after_its_last_offsets() -> Non
     approximate = manifest_for("r", 1, offsets={"0": [0, 99], "1": [0, 49]})
     assert (cut_of(exact, "sales"), cut_of(approximate, "sales"), cut_of(exact, "other"),
             cut_of(manifest_for("r", 1), "sales")) == ({0: 90, 1: 50}, {0: 100, 1: 50}, None, None)
+
+
+def test_lists_ranked_ahead_are_the_ones_a_request_would_rank(tmp_path: Path, monkeypatch) -> None:
+    """After rank_ahead, a request for n <= its width reads the list ranked ahead (ranking
+    again is made to fail) and gets what a model that never ranked ahead says."""
+    factors = Factors(["u0", "u1"], np.array([[1.0, 0.5], [-0.3, 0.9]], dtype=np.float32),
+                      [f"p{i}" for i in range(40)],
+                      np.random.default_rng(5).standard_normal((40, 2)).astype(np.float32),
+                      [("u0", "p0", 1.0), ("u1", "p3", 2.0)], [("p1", 3)])
+    served = _model(tmp_path / "served", factors)
+    ranked = served.rank_ahead(12)
+    monkeypatch.setattr(served, "_rank", None)  # a call would raise
+    asked = [(u, n, served.recommend(u, n)) for u in ("u0", "u1") for n in (12, 5, 1)]
+    fresh = _model(tmp_path / "fresh", factors)
+    assert (ranked, [(u, n, a.source, a.product_ids, a.scores) for u, n, a in asked]) == (2, [
+        (u, n, f.source, f.product_ids, [float(x) for x in f.scores])
+        for u, n, _ in asked for f in [fresh.recommend(u, n)]])
