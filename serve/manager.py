@@ -113,7 +113,10 @@ class RunWatcher:
         self.handoff(model)
         if self.rank_ahead_n:
             started = time.perf_counter()
+            self.metrics.ranked_ahead_users.set(0)
             ranked = model.rank_ahead(self.rank_ahead_n, self._stop)
+            self.metrics.rank_ahead_seconds.set(time.perf_counter() - started)
+            self.metrics.ranked_ahead_users.set(ranked)
             log.info("ranked the top %d of %d users of run %s ahead of requests in %.1f s",
                      self.rank_ahead_n, ranked, run_id, time.perf_counter() - started)
         return "loaded"

@@ -58,6 +58,14 @@ class ServeMetrics:
         self.reload_seconds = Gauge(
             f"{PREFIX}_reload_duration_seconds", "Time the last successful load took", registry=r
         )
+        self.rank_ahead_seconds = Gauge(
+            f"{PREFIX}_rank_ahead_duration_seconds",
+            "Time the last run's ranking ahead of requests took (serve.rank_ahead_n)", registry=r
+        )
+        self.ranked_ahead_users = Gauge(
+            f"{PREFIX}_ranked_ahead_users", "Users of the last loaded run ranked ahead",
+            registry=r,
+        )
         self.fold_in_events = Counter(
             f"{PREFIX}_fold_in_events", "Valid purchases read from the topic and folded in "
             "(each record once; replays after a new run not counted)", registry=r,
