@@ -72,6 +72,8 @@ class RunWatcher:
         self._pointer_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="run-watcher", daemon=True)
+        self._ranking = threading.Event()  # set: end the ranking ahead in progress
+        self._ranker: threading.Thread | None = None
 
     def check(self) -> str:
         """One poll: load and hand on the run `latest` names if it is new. Returns what
@@ -112,14 +114,28 @@ class RunWatcher:
         log.info("loaded run %s in %.2f s", run_id, time.perf_counter() - started)
         self.handoff(model)
         if self.rank_ahead_n:
+            self._rank_ahead(model)
+        return "loaded"
+
+    def _rank_ahead(self, model: ServingModel) -> None:
+        """Rank the new run's users ahead of requests in a thread of its own, so that the
+        next run is not held up; a newer run (or stop) ends the older one's ranking."""
+        self._ranking.set()
+        ranking = self._ranking = threading.Event()
+
+        def rank() -> None:
             started = time.perf_counter()
             self.metrics.ranked_ahead_users.set(0)
-            ranked = model.rank_ahead(self.rank_ahead_n, self._stop)
+            ranked = model.rank_ahead(self.rank_ahead_n, ranking)
+            if ranking.is_set():
+                return
             self.metrics.rank_ahead_seconds.set(time.perf_counter() - started)
             self.metrics.ranked_ahead_users.set(ranked)
             log.info("ranked the top %d of %d users of run %s ahead of requests in %.1f s",
-                     self.rank_ahead_n, ranked, run_id, time.perf_counter() - started)
-        return "loaded"
+                     self.rank_ahead_n, ranked, model.run_id, time.perf_counter() - started)
+
+        self._ranker = threading.Thread(target=rank, name="rank-ahead", daemon=True)
+        self._ranker.start()
 
     def _loop(self) -> None:
         while True:
@@ -135,5 +151,13 @@ class RunWatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        self._ranking.set()
+        for thread in (self._thread, self._ranker):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout)
+
+    def wait_ranked(self, timeout: float) -> bool:
+        """Whether the ranking ahead of the last loaded run is over within `timeout` s."""
+        if self._ranker is not None:
+            self._ranker.join(timeout)
+        return self._ranker is None or not self._ranker.is_alive()

@@ -195,8 +195,8 @@ class ServingModel:
         return best, scores[best]
 
     def rank_ahead(self, n: int, stop: threading.Event | None = None) -> int:
-        """Rank every stored user's top n before anyone asks (the run watcher's thread calls
-        this after a switch), so that `recommend` reads a list of at most n instead of
+        """Rank every stored user's top n before anyone asks (a thread of the run watcher's
+        calls this after a load), so that `recommend` reads a list of at most n instead of
         ranking the catalog: each list is the one `recommend` would rank. Returns the users
         ranked; `stop` ends it early (the rest are ranked per request, as before)."""
         users = len(self.user_row)

@@ -176,7 +176,8 @@ def test_a_loaded_run_has_every_users_list_ranked_ahead(tmp_path: Path) -> None:
                          max_fold_in_users=10, poll_seconds=1, rank_ahead_n=4)
     publish_run(tmp_path, 1, random_factors(20, 15))
     watcher.check()
-    assert manager.current._ahead_rows == len(manager.current.user_row)
+    assert (watcher.wait_ranked(60), manager.current._ahead_rows) == (
+        True, len(manager.current.user_row))
 
 
 # --- no Spark ------------------------------------------------------------------------------------
