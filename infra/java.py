@@ -2,7 +2,7 @@
 
 Which Java, in order: a path the caller gives, $JAVA_HOME, the newest JDK installed under
 /usr/lib/jvm (Spark 4.2 runs on Java 17, 21 and 25, and the job ran faster on 25 than on 17:
-benchmarks/RESULTS.md, "Decisions", row `Java 25 vs 17`), then `java` on PATH.
+benchmarks/DECISIONS.md, row `Java 25 vs 17`), then `java` on PATH.
 
     .venv/bin/python -m infra.java    # prints the JAVA_HOME that policy picks (scripts use it)
 """

@@ -74,7 +74,7 @@ def resolve_compression(choice: str) -> str:
     """The codec for `choice`; "auto" picks the cheapest for the CPU with what is installed.
 
     kafka-python checksums every batch with CRC-32C in pure Python unless the `crc32c`
-    package is installed (benchmarks/RESULTS.md, "Decisions", row `crc32c` and `lz4`), so
+    package is installed (benchmarks/DECISIONS.md, row `crc32c` and `lz4`), so
     without it a compressed batch (fewer bytes to checksum)
     is cheaper than an uncompressed one. auto: lz4 if the `lz4` package is installed, else
     none if `crc32c` is, else gzip (standard library).

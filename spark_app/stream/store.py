@@ -197,7 +197,7 @@ def stage_batch(rows: DataFrame, root: str, batch_id: int) -> None:
 
     Columns whose every value is distinct get no dictionary: Parquet would build one, find it
     too large and write the column plain anyway; skipping that is cheaper
-    (benchmarks/RESULTS.md, "Decisions", row `Parquet dictionary off on unique columns`).
+    (benchmarks/DECISIONS.md, row `Parquet dictionary off on unique columns`).
     """
     writer = rows.write.mode("overwrite")
     for column in UNIQUE_COLUMNS:

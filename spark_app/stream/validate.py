@@ -8,7 +8,7 @@ jvm/udf/: a streaming parse with the Jackson library Spark ships). It returns ea
 type beside its value, so a quantity sent as the string "3" is told apart from the integer 3,
 and a JSON null from a missing field. The checks that name a reason are the Spark column
 expressions below. (Building a Spark VARIANT and extracting each field from it did the same,
-more slowly: benchmarks/RESULTS.md, "Decisions", row `record parser in Java`.)
+more slowly: benchmarks/DECISIONS.md, row `record parser in Java`.)
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class Classifier:
 
     The expressions depend only on the limits, so a streaming job builds them once and each
     micro-batch costs three projections instead of the calls into the JVM that building them
-    takes (benchmarks/RESULTS.md, "Decisions", row `the checks' expressions built once`).
+    takes (benchmarks/DECISIONS.md, row `the checks' expressions built once`).
     Column expressions refer to columns by name, so one set serves every batch's DataFrame.
     """
 

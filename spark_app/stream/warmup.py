@@ -2,10 +2,10 @@
 
 A fresh JVM's first training run compiles the whole pipeline as it goes (Spark's generated
 classes, the JIT's compiled methods, the Python workers' imports), so it takes several times a
-warm run (benchmarks/RESULTS.md, "Training"). While the job accumulates its first threshold, a
-`WarmUp` runs one training run on `training.warmup_events` synthetic events in the same
-SparkSession, in a background thread, into a scratch folder under `paths.state` that it deletes
-afterwards: nothing is published, the ledger and the id maps are not touched.
+warm run (benchmarks/RESULTS.md, "First run of a fresh job"). While the job accumulates its
+first threshold, a `WarmUp` runs one training run on `training.warmup_events` synthetic events
+in the same SparkSession, in a background thread, into a scratch folder under `paths.state`
+that it deletes afterwards: nothing is published, the ledger and the id maps are not touched.
 
 A real run never waits for it: when a run becomes due (or the job stops) before the warm-up is
 over, its Spark jobs are cancelled and the real run starts at once.

@@ -79,8 +79,8 @@ def pairs_by_user(events: DataFrame, explicit_ratings: bool = False) -> DataFram
     The pairs then stay clustered by user: every per-user step after them (split.side_lists,
     the `latest` split's window) runs without shuffling the pairs again. Aggregating by the
     pair shuffles as much (nearly every event is its own pair, so the map-side aggregation
-    saves little) and leaves them spread by (user, product) (measured: benchmarks/RESULTS.md,
-    "Decisions", row `pairs clustered by user`). The trade-off: where the events repeat
+    saves little) and leaves them spread by (user, product) (measured:
+    benchmarks/DECISIONS.md, row `pairs clustered by user`). The trade-off: where the events repeat
     their pairs often (many purchases of the same product by the same user), every event is
     shuffled, where aggregating first would have shuffled one row per pair and task.
     """
