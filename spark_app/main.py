@@ -54,7 +54,7 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
     from spark_app.stream.batch import BatchProcessor, BatchSettings
     from spark_app.stream.job import ProgressLogger, kafka_stream, run_query
     from spark_app.stream.trainers import trainer_for
-    from spark_app.stream.warmup import WarmUp
+    from spark_app.stream.warmup import WarmUp, remove_leftovers
 
     check_services(cfg, stop)
     if stop.is_set():
@@ -73,6 +73,7 @@ def run(cfg: AppConfig, stop: StopFlag) -> None:
         state = storage.check_root(cfg.paths.state, "paths.state")
         results = storage.check_root(cfg.paths.results, "paths.results")
         observer = JobObserver.start(cfg, storage, results)  # status file, metrics endpoint
+        remove_leftovers(storage, state)
         warmup = WarmUp.of(spark, cfg, state, storage)
         trainer = trainer_for(cfg) if warmup is None else warmup.before(trainer_for(cfg))
         processor = BatchProcessor(BatchSettings.from_config(cfg, state, results),

@@ -41,6 +41,12 @@ EVENTS_PER_PRODUCT = 100
 SEGMENTS = 8
 
 
+def remove_leftovers(storage: Storage, state: str) -> None:
+    """Delete a scratch folder that a job killed during its warm-up left behind (at start,
+    whether or not this start warms up)."""
+    storage.delete(join(state, WARMUP_DIR))
+
+
 def warmup_config(cfg: AppConfig, scratch: str) -> AppConfig:
     """`cfg` with its results and state in `scratch`, and a verdict that accepts any model:
     a rejected run skips the recommendation and graph stages, which are to be warmed too."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from recsys_contract.config import AppConfig, load_config
 from spark_app.storage import Storage
 from spark_app.stream.ledger import Ledger, TrainingRecord
-from spark_app.stream.warmup import WARMUP_DIR, WarmUp
+from spark_app.stream.warmup import WARMUP_DIR, WarmUp, remove_leftovers
 
 DEADLINE_SECONDS = 300
 
@@ -56,3 +56,11 @@ def test_a_due_run_cancels_the_warm_up_and_starts_at_once(spark, tmp_path, caplo
 
 def test_no_warm_up_when_switched_off(spark, tmp_path):
     assert WarmUp.of(spark, _config(tmp_path, 0), str(tmp_path), Storage(spark)) is None
+
+
+def test_a_killed_warm_ups_scratch_is_removed_at_the_next_start(spark, tmp_path):
+    left = tmp_path / "state" / WARMUP_DIR / "results" / "runs" / "half"
+    left.mkdir(parents=True)
+    (left / "part-0").write_text("x")
+    remove_leftovers(Storage(spark), str(tmp_path / "state"))
+    assert (tmp_path / "state" / WARMUP_DIR).exists() is False
