@@ -9,8 +9,9 @@ events with Spark's Kafka sink, then in the same run measures
      of conf/defaults.yaml, after a warm-up query over a separate topic (--warmup-events,
      default two micro-batches) so that the JVM has compiled the hot code, as in a job that
      has been running a while, and
-  2. a plain kafka-python consumer loop that reads and json-decodes the same topic,
-and prints both rates and their ratio, and the warm-up query's (cold JVM) rate. With
+  2. a plain kafka-python consumer loop that reads and json-decodes the same topic, and the
+     same loop on --loop-processes processes (default 2, the job's cores; the strict figure),
+and prints the rates and ratios, and the warm-up query's (cold JVM) rate. With
 --repeat N, steps 1 and 2 run N times in turn (each query over the whole topic, with its own
 checkpoint and store) and the median ratio is printed too: one measurement of a 1M batch
 varies by ~15% on a shared 2-core machine.
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -116,6 +118,48 @@ def plain_loop(bootstrap: str, topic: str, events: int, fetch_max_wait_ms: int =
     return elapsed
 
 
+def _loop_part(bootstrap: str, topic: str, partitions: list[int], fetch_max_wait_ms: int,
+               times: Any, ready: Any) -> None:
+    """One process of plain_loop_processes: read `partitions` to their end; (start, end)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             group_id=None, max_poll_records=5000,
+                             fetch_max_bytes=64 * 1024 * 1024, fetch_max_wait_ms=fetch_max_wait_ms)
+    assigned = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(assigned)
+    consumer.seek_to_beginning(*assigned)
+    left = sum(consumer.end_offsets(assigned).values())
+    ready.wait()  # every process has its consumer: they start reading together
+    started = time.time()
+    while left > 0:
+        for records in consumer.poll(timeout_ms=1000).values():
+            for record in records:
+                json.loads(record.value)
+            left -= len(records)
+    times.put((started, time.time()))
+    consumer.close()
+
+
+def plain_loop_processes(bootstrap: str, topic: str, partitions: int, processes: int,
+                         fetch_max_wait_ms: int = 500) -> float:
+    """plain_loop on `processes` processes, each reading its share of the topic's partitions:
+    seconds from the first process's start to the last one's end."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    times, ready = context.Queue(), context.Barrier(processes)
+    workers = [context.Process(target=_loop_part, args=(
+        bootstrap, topic, list(range(i, partitions, processes)), fetch_max_wait_ms, times,
+        ready)) for i in range(processes)]
+    for worker in workers:
+        worker.start()
+    spans = [times.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -134,6 +178,9 @@ def main() -> int:
                              "(repeatable)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="measure the job and the loop this many times, in turn (default 3)")
+    parser.add_argument("--loop-processes", type=int, default=2,
+                        help="also time the loop on this many processes, each reading its share "
+                             "of the partitions (default 2: the job's cores, local[2]; 0: skip)")
     parser.add_argument("--verbose", action="store_true", help="log per-step batch timings")
     args = parser.parse_args()
     kafka = load_config(
@@ -179,9 +226,12 @@ def main() -> int:
                 wall, busy, stored = spark_ingest(spark, bootstrap, topic, work / f"measured-{i}",
                                                   args.per_trigger, consumer_options)
                 assert stored == args.events, f"stored {stored} of {args.events}"
-                loop = plain_loop(bootstrap, topic, args.events,
-                                  int(consumer_options.get("fetch.max.wait.ms", 500)))
-                measured.append((wall, busy, loop))
+                wait_ms = int(consumer_options.get("fetch.max.wait.ms", 500))
+                loop = plain_loop(bootstrap, topic, args.events, wait_ms)
+                loops = plain_loop_processes(bootstrap, topic, args.partitions,
+                                             args.loop_processes, wait_ms) \
+                    if args.loop_processes else None
+                measured.append((wall, busy, loop, loops))
         finally:
             spark.stop()
             if broker is not None:
@@ -189,18 +239,24 @@ def main() -> int:
     print(f"\nIngest of {args.events:,} events, {args.partitions} partitions, local[2], "
           f"maxOffsetsPerTrigger={args.per_trigger:,}, JVM {java_home or 'java on PATH'}")
     ratios = []
-    for i, (wall, busy, loop) in enumerate(measured, start=1):
+    for i, (wall, busy, loop, loops) in enumerate(measured, start=1):
         loop_rate = args.events / loop
         rows = [
             ("Spark job, wall (query start to end)", wall, args.events / wall),
             ("Spark job, sustained (sum of batch times)", busy, args.events / busy),
             ("plain kafka-python loop (read + json)", loop, loop_rate),
         ]
+        if loops is not None:
+            rows.append((f"the same loop on {args.loop_processes} processes", loops,
+                         args.events / loops))
         print(f"{f'measurement {i} of {len(measured)}':45s} {'seconds':>8s} {'events/s':>10s} "
               f"{'vs loop':>8s}")
         for name, seconds, rate in rows:
             print(f"{name:45s} {seconds:8.1f} {rate:10,.0f} {rate / loop_rate:7.2f}x")
         ratios.append((args.events / busy, loop / busy))
+        if loops is not None:
+            print(f"{'strict: the job sustained / the loop on':39s} {args.loop_processes} "
+                  f"processes {loops / busy:17.2f}x")
     if len(measured) > 1:
         print(f"median of {len(measured)}: job sustained "
               f"{statistics.median(r for r, _ in ratios):,.0f} events/s, "
