@@ -122,12 +122,10 @@ class ServingModel:
         self.popular = [
             (product, score, self.product_row.get(product, -1)) for product, score in data.popular
         ]
-        # Each stored user's last ranked answer and the n it was ranked for: a user's vector and
-        # purchases do not change within a run (a later purchase moves the user to fold_ins),
-        # so a shorter list is a prefix of a longer one and is sliced, not ranked again.
-        self._ranked: dict[int, tuple[int, Answer]] = {}
         # Each stored user's top n ranked ahead of any request (rank_ahead): product rows, -1
         # past the end of a shorter list, and their scores; rows below `_ahead_rows` are done.
+        # A user's vector and purchases do not change within a run (a later purchase moves the
+        # user to fold_ins), so a shorter list is a prefix of the one kept.
         self._ahead = np.empty((0, 0), dtype=np.int32)
         self._ahead_scores = np.empty((0, 0), dtype=np.float32)
         self._ahead_rows = 0
@@ -160,18 +158,11 @@ class ServingModel:
             return Answer(SOURCE_MODEL if row < self.model_users else SOURCE_FOLD_IN,
                           [self.product_ids[i] for i in best.tolist()],
                           self._ahead_scores[row, : len(best)].tolist())
-        cached = self._ranked.get(row)
-        if cached is not None:
-            ranked_for, answer = cached
-            if ranked_for >= n or len(answer.product_ids) < ranked_for:  # all there is
-                return Answer(answer.source, answer.product_ids[:n], answer.scores[:n])
         vector = self.user_vectors[row] if self.has_vector[row] else None
         source = SOURCE_MODEL if row < self.model_users else SOURCE_FOLD_IN
         others = self.bought_others.get(row, frozenset())
         answer = self._rank(vector, self._bought(row)[0], others, n, source)
-        answer = Answer(answer.source, answer.product_ids, list(map(float, answer.scores)))
-        self._ranked[row] = (n, answer)
-        return answer
+        return Answer(answer.source, answer.product_ids, list(map(float, answer.scores)))
 
     def _rank(
         self,
