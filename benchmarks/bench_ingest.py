@@ -97,22 +97,30 @@ def spark_ingest(spark: SparkSession, bootstrap: str, topic: str, work: Path,
     return wall, busy, processor.ledger.total_valid
 
 
-def plain_loop(bootstrap: str, topic: str, events: int, fetch_max_wait_ms: int = 500) -> float:
-    """Seconds for a kafka-python consumer to read and json-decode every message (with the
-    job's fetch.max.wait.ms, so that neither waits longer at the end of the topic)."""
+def _consumer(bootstrap: str, fetch_max_wait_ms: int, *topics: str) -> Any:
+    """The loop's kafka-python consumer (the job's fetch.max.wait.ms, so that neither waits
+    longer at the end of the topic)."""
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, group_id=None,
-                             max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
-                             fetch_max_wait_ms=fetch_max_wait_ms)
-    seen = 0
-    started = time.perf_counter()
-    while seen < events:
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
+    return KafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                         enable_auto_commit=False, group_id=None, max_poll_records=5000,
+                         fetch_max_bytes=64 * 1024 * 1024, fetch_max_wait_ms=fetch_max_wait_ms)
+
+
+def _drain(consumer: Any, records: int) -> None:
+    """Read and json-decode `records` messages."""
+    while records > 0:
+        for batch in consumer.poll(timeout_ms=1000).values():
+            for record in batch:
                 json.loads(record.value)
-            seen += len(records)
+            records -= len(batch)
+
+
+def plain_loop(bootstrap: str, topic: str, events: int, fetch_max_wait_ms: int = 500) -> float:
+    """Seconds for a kafka-python consumer to read and json-decode every message."""
+    consumer = _consumer(bootstrap, fetch_max_wait_ms, topic)
+    started = time.perf_counter()
+    _drain(consumer, events)
     elapsed = time.perf_counter() - started
     consumer.close()
     return elapsed
@@ -121,22 +129,16 @@ def plain_loop(bootstrap: str, topic: str, events: int, fetch_max_wait_ms: int =
 def _loop_part(bootstrap: str, topic: str, partitions: list[int], fetch_max_wait_ms: int,
                times: Any, ready: Any) -> None:
     """One process of plain_loop_processes: read `partitions` to their end; (start, end)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             group_id=None, max_poll_records=5000,
-                             fetch_max_bytes=64 * 1024 * 1024, fetch_max_wait_ms=fetch_max_wait_ms)
+    consumer = _consumer(bootstrap, fetch_max_wait_ms)
     assigned = [TopicPartition(topic, p) for p in partitions]
     consumer.assign(assigned)
     consumer.seek_to_beginning(*assigned)
-    left = sum(consumer.end_offsets(assigned).values())
+    records = sum(consumer.end_offsets(assigned).values())
     ready.wait()  # every process has its consumer: they start reading together
     started = time.time()
-    while left > 0:
-        for records in consumer.poll(timeout_ms=1000).values():
-            for record in records:
-                json.loads(record.value)
-            left -= len(records)
+    _drain(consumer, records)
     times.put((started, time.time()))
     consumer.close()
 

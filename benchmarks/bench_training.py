@@ -93,13 +93,6 @@ class PeakMemory:
         return {k: round(v / 2**20) for k, v in self.peak.items()}
 
 
-def load_job_defaults():
-    """The job's configuration defaults (conf/defaults.yaml)."""
-    from recsys_contract.config import load_config
-
-    return load_config()
-
-
 def local_dir(uri: str) -> Path:
     """The local folder of a run's `file:` URI (TrainingOutcome.path)."""
     from urllib.parse import unquote, urlparse
@@ -266,9 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         help="extra Spark setting for the session (repeatable)",
     )
     args = parser.parse_args(argv)
-    if args.strict:
-        args.shuffle_partitions = load_job_defaults().spark.shuffle_partitions
-        args.driver_memory = None  # conf/spark-defaults.conf's, as spark-submit gives the job
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
@@ -286,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         update_id_maps,
     )
     from spark_app.training.synthetic import synthetic_events
+
+    if args.strict:
+        args.shuffle_partitions = load_config().spark.shuffle_partitions
+        args.driver_memory = None  # conf/spark-defaults.conf's, as spark-submit gives the job
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-training-"))
     shutil.rmtree(workdir, ignore_errors=True)
@@ -345,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
                 from spark_app.training.split import split_stage
 
                 prepared = prepare(spark, events, str(workdir / "bare"))
-                split = split_stage(prepared.pairs, RunSettings.from_config(
-                    config_for(workdir / "bare")).split, CacheScope())
-                return split.train.select(USER_IDX, PRODUCT_IDX, "rating").cache()
+                with CacheScope() as keep:  # the split's own tables go when the train side is in
+                    split = split_stage(prepared.pairs, RunSettings.from_config(
+                        config_for(workdir / "bare")).split, keep)
+                    train = split.train.select(USER_IDX, PRODUCT_IDX, "rating").cache()
+                    train.count()
+                return train
             users, products = update_id_maps(spark, events, workdir / "bare")
             indexed = attach_indices(events, users, products)
             return aggregate_indexed_pairs(indexed).select(USER_IDX, PRODUCT_IDX, "rating").cache()
