@@ -24,6 +24,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark import SparkContext
     from pyspark.sql import DataFrame
 
@@ -36,6 +38,18 @@ TRAINING_TAG = "recsys-training"  # Spark job tag of a training run's jobs (canc
 INTERRUPT_ON_CANCEL = "spark.job.interruptOnCancel"  # SparkContext local property
 CANCEL_EVERY_SECONDS = 0.5  # a run may start more jobs after the first cancel: cancel again
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def cancel_jobs_until(sc: SparkContext, tag: str, over: Callable[[float], bool]) -> None:
+    """Cancel the Spark jobs tagged `tag` until `over(seconds)` (a wait of at most that long)
+    says the work that starts them has ended: it may start more jobs after a cancel."""
+    while True:
+        try:
+            sc.cancelJobsWithTag(tag)
+        except Exception:  # noqa: BLE001 - the session may be going away: nothing to do
+            return
+        if over(CANCEL_EVERY_SECONDS):
+            return
 
 
 class TrainingAbandoned(Exception):
@@ -114,17 +128,10 @@ class StopFlag:
 
     def _cancel_training(self) -> None:
         def cancel() -> None:
-            while True:
-                with self._lock:
-                    sc = self._training
-                if sc is None:
-                    return
-                try:
-                    sc.cancelJobsWithTag(TRAINING_TAG)
-                except Exception:  # noqa: BLE001 - the session may be going away: nothing to do
-                    return
-                if self._training_over.wait(CANCEL_EVERY_SECONDS):
-                    return
+            with self._lock:
+                sc = self._training
+            if sc is not None:
+                cancel_jobs_until(sc, TRAINING_TAG, self._training_over.wait)
 
         threading.Thread(target=cancel, name="stop-training", daemon=True).start()
 

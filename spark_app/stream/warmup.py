@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from recsys_contract.config import AppConfig
 from spark_app.storage import Storage, join
-from spark_app.stream.stop import INTERRUPT_ON_CANCEL
+from spark_app.stream.stop import INTERRUPT_ON_CANCEL, cancel_jobs_until
 from spark_app.training.synthetic import synthetic_events
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 WARMUP_TAG = "recsys-warmup"  # Spark job tag of the warm-up's jobs (cancelled when a run is due)
 WARMUP_DIR = "warmup"  # scratch folder under paths.state, deleted after the warm-up
-CANCEL_EVERY_SECONDS = 0.5  # the run may start more jobs after the first cancel: cancel again
 # Shape of the synthetic events: users and products grow with the count, as in a real shop.
 EVENTS_PER_USER = 20
 EVENTS_PER_PRODUCT = 100
@@ -139,10 +138,7 @@ class WarmUp:
         if not self._thread.is_alive():
             return
         self._cancelled.set()
-        sc = self._spark.sparkContext
-        while self._thread.is_alive():
-            sc.cancelJobsWithTag(WARMUP_TAG)
-            self._thread.join(CANCEL_EVERY_SECONDS)
+        cancel_jobs_until(self._spark.sparkContext, WARMUP_TAG, self.wait)
 
     def before(self, trainer: Trainer) -> Trainer:
         """`trainer`, which first cancels the warm-up if it is still running."""
